@@ -1,0 +1,75 @@
+"""Chat template (ChatML, as Qwen uses) and the special tokens it and the media placeholders need."""
+
+from __future__ import annotations
+
+from dataclasses import astuple, dataclass
+
+from valley3.data.schema import Turn
+
+
+@dataclass(frozen=True)
+class SpecialTokens:
+    """Token strings of the template; defaults match Qwen3(-VL/-Omni) tokenizers."""
+
+    im_start: str = "<|im_start|>"
+    im_end: str = "<|im_end|>"
+    pad: str = "<|endoftext|>"
+    vision_start: str = "<|vision_start|>"
+    vision_end: str = "<|vision_end|>"
+    image: str = "<|image_pad|>"
+    video: str = "<|video_pad|>"
+    audio_start: str = "<|audio_start|>"
+    audio_end: str = "<|audio_end|>"
+    audio: str = "<|audio_pad|>"
+    think_start: str = "<thinking>"
+    think_end: str = "</thinking>"
+    tool_call_start: str = "<tool_call>"
+    tool_call_end: str = "</tool_call>"
+
+    def all(self) -> list[str]:
+        return list(astuple(self))
+
+    def placeholder(self, kind: str) -> str:
+        """The token repeated once per feature of a media item of `kind`."""
+        return {"image": self.image, "video": self.video, "audio": self.audio}[kind]
+
+    def brackets(self, kind: str) -> tuple[str, str]:
+        """The tokens that open and close a media item's placeholder run."""
+        if kind == "audio":
+            return self.audio_start, self.audio_end
+        return self.vision_start, self.vision_end
+
+
+@dataclass(frozen=True)
+class Segment:
+    text: str
+    trained: bool  # True where the tokens carry labels (assistant replies)
+
+
+class ChatTemplate:
+    """Renders turns as ChatML segments; only assistant content and its end token are trained.
+
+    Args:
+        tokens: the special tokens.
+        default_system: system prompt used when a sample has none ("" for none at all).
+    """
+
+    def __init__(self, tokens: SpecialTokens | None = None, default_system: str = "You are a helpful assistant."):
+        self.tokens = tokens or SpecialTokens()
+        self.default_system = default_system
+
+    def segments(self, turns: list[Turn], add_generation_prompt: bool = False) -> list[Segment]:
+        t = self.tokens
+        if turns[0].role != "system" and self.default_system:
+            turns = [Turn("system", self.default_system), *turns]
+        out: list[Segment] = []
+        for turn in turns:
+            out.append(Segment(f"{t.im_start}{turn.role}\n", False))
+            if turn.role == "assistant":
+                out.append(Segment(f"{turn.content}{t.im_end}", True))
+                out.append(Segment("\n", False))
+            else:
+                out.append(Segment(f"{turn.content}{t.im_end}\n", False))
+        if add_generation_prompt:
+            out.append(Segment(f"{t.im_start}assistant\n", False))
+        return out
