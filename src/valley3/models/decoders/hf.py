@@ -1,0 +1,83 @@
+"""Decoder wrapper over any transformers causal LM, built from a config or loaded from a local path."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import AutoConfig, AutoModelForCausalLM
+
+from valley3.assets import tiny_tokenizer_dir
+from valley3.models.presets import DECODERS, resolve
+
+
+class HFDecoder(nn.Module):
+    """A causal LM that OmniModel feeds with input embeddings.
+
+    Args:
+        preset: a named shape from `valley3.models.presets.DECODERS` (e.g. "tiny-qwen3").
+        config: config keywords (with `model_type`), applied on top of the preset.
+        path: a local checkpoint folder; wins over preset/config.
+        tokenizer: the tokenizer folder; defaults to `path`, else the project's tiny tokenizer.
+        attn_implementation: "sdpa" (default), "eager" or "flash_attention_2".
+        dtype: parameter dtype, e.g. "float32" or "bfloat16".
+    """
+
+    def __init__(
+        self,
+        preset: str | None = None,
+        config: dict[str, Any] | None = None,
+        path: str | None = None,
+        tokenizer: str | None = None,
+        attn_implementation: str = "sdpa",
+        dtype: str = "float32",
+    ):
+        super().__init__()
+        torch_dtype = getattr(torch, dtype)
+        if path is not None:
+            self.model = AutoModelForCausalLM.from_pretrained(
+                path, attn_implementation=attn_implementation, dtype=torch_dtype
+            )
+        else:
+            kwargs = resolve(DECODERS, preset, config)
+            cfg = AutoConfig.for_model(kwargs.pop("model_type"), **kwargs)
+            self.model = AutoModelForCausalLM.from_config(cfg, attn_implementation=attn_implementation, dtype=torch_dtype)
+        self.tokenizer_path = tokenizer or path or tiny_tokenizer_dir()
+
+    @property
+    def hidden_size(self) -> int:
+        return self.model.config.hidden_size
+
+    @property
+    def vocab_size(self) -> int:
+        return self.model.get_input_embeddings().num_embeddings
+
+    def resize_vocab(self, size: int) -> None:
+        """Grow the embeddings when the tokenizer gained tokens (template or media specials)."""
+        if size > self.vocab_size:
+            self.model.resize_token_embeddings(size, mean_resizing=False)
+
+    def embed_tokens(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return self.model.get_input_embeddings()(input_ids)
+
+    def forward(
+        self,
+        inputs_embeds: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        # use_cache=False: a cache object disables transformers' packed-sequence detection.
+        out = self.model(
+            inputs_embeds=inputs_embeds, attention_mask=attention_mask, position_ids=position_ids, use_cache=False
+        )
+        return out.logits
+
+    def generate(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        """New token ids only (transformers returns just the continuation when given embeddings)."""
+        return self.model.generate(inputs_embeds=inputs_embeds, attention_mask=attention_mask, **kwargs)
+
+    @property
+    def block_classes(self) -> set[type[nn.Module]]:
+        names = set(getattr(self.model, "_no_split_modules", None) or [])
+        return {type(m) for m in self.model.modules() if type(m).__name__ in names}

@@ -1,0 +1,160 @@
+"""OmniModel: encoders -> connectors -> decoder. Embeds text, encodes each modality once per batch."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from valley3.models.audio.base import AudioEncoder
+from valley3.models.connectors.audio_mlp import AudioMLPConnector
+from valley3.models.connectors.mlp import MLPConnector
+from valley3.models.decoders.hf import HFDecoder
+from valley3.models.vision.base import VisionEncoder
+
+# A connector is given as a class (or partial) that OmniModel calls with (encoder width, decoder width),
+# so a YAML never repeats the widths of the components it connects.
+ConnectorFactory = Callable[[int, int], nn.Module]
+
+MEDIA_TOKENS = {"image": "<|image_pad|>", "video": "<|video_pad|>", "audio": "<|audio_pad|>"}
+
+
+class PlaceholderMismatch(ValueError):
+    """The placeholder tokens of a sample and the features its media produced differ in number."""
+
+
+class OmniModel(nn.Module):
+    """A decoder LM with optional vision and audio towers whose features replace placeholder tokens.
+
+    Args:
+        decoder: the language model.
+        vision: an image encoder, or None for a model without vision.
+        vision_connector: builds the vision projector from (vision width, decoder width); MLP by default.
+        audio: an audio encoder, or None for a model without audio.
+        audio_connector: builds the audio projector from (audio width, decoder width); Valley3's by default.
+        media_tokens: the placeholder token string per modality (must exist in the tokenizer).
+    """
+
+    def __init__(
+        self,
+        decoder: HFDecoder,
+        vision: VisionEncoder | None = None,
+        vision_connector: ConnectorFactory | None = None,
+        audio: AudioEncoder | None = None,
+        audio_connector: ConnectorFactory | None = None,
+        media_tokens: dict[str, str] | None = None,
+    ):
+        super().__init__()
+        self.decoder = decoder
+        self.vision = vision
+        self.audio = audio
+        width = decoder.hidden_size
+        self.vision_connector = (vision_connector or MLPConnector)(vision.embed_dim, width) if vision else None
+        self.audio_connector = (audio_connector or AudioMLPConnector)(audio.embed_dim, width) if audio else None
+        self.media_tokens = {**MEDIA_TOKENS, **(media_tokens or {})}
+        self.token_ids: dict[str, int] = {}
+
+    # -- what the processor reads: the same functions the features come from ----------------------
+    def image_num_tokens(self, height: int, width: int) -> int:
+        return self.vision_connector.num_tokens(self.vision.grid(height, width))
+
+    def audio_num_tokens(self, num_frames: int) -> int:
+        return self.audio_connector.num_tokens(self.audio.num_tokens(num_frames))
+
+    def components(self) -> dict[str, nn.Module]:
+        """The named parts that learning rates and freezing address."""
+        parts = {
+            "vision": self.vision,
+            "vision_connector": self.vision_connector,
+            "audio": self.audio,
+            "audio_connector": self.audio_connector,
+            "decoder": self.decoder,
+        }
+        return {name: module for name, module in parts.items() if module is not None}
+
+    def bind_tokenizer(self, token_ids: dict[str, int], vocab_size: int) -> None:
+        """Record the placeholder ids and grow the vocabulary to the tokenizer's size."""
+        missing = [kind for kind in self.media_tokens if kind not in token_ids]
+        if missing:
+            raise KeyError(f"no token id for media kind(s) {missing}")
+        self.token_ids = dict(token_ids)
+        self.decoder.resize_vocab(vocab_size)
+
+    # -- forward --------------------------------------------------------------------------------
+    def embed(
+        self,
+        input_ids: torch.Tensor,
+        pixel_values: torch.Tensor | None = None,
+        image_owner: torch.Tensor | None = None,
+        audio_features: torch.Tensor | None = None,
+        audio_lengths: torch.Tensor | None = None,
+        audio_owner: torch.Tensor | None = None,
+        sample_ids: Sequence[str] | None = None,
+    ) -> torch.Tensor:
+        """Token embeddings with every placeholder replaced by its media feature, in order."""
+        if not self.token_ids:
+            raise RuntimeError("OmniModel.bind_tokenizer(...) must run before the model sees tokens")
+        embeds = self.decoder.embed_tokens(input_ids)
+        if pixel_values is not None and len(pixel_values):
+            features = self.vision_connector(self.vision(pixel_values))  # [images, tokens, width]
+            per_item = [features.shape[1]] * features.shape[0]
+            embeds = self._scatter(embeds, input_ids, "image", features.flatten(0, 1), per_item, image_owner, sample_ids)
+        if audio_features is not None and len(audio_features):
+            features = self.audio_connector(self.audio(audio_features, audio_lengths))
+            per_item = [self.audio.num_tokens(n) for n in audio_lengths.tolist()]
+            embeds = self._scatter(embeds, input_ids, "audio", features, per_item, audio_owner, sample_ids)
+        for kind in ("image", "audio", "video"):
+            has_media = (pixel_values if kind == "image" else audio_features if kind == "audio" else None) is not None
+            if not has_media and (input_ids == self.token_ids[kind]).any():
+                raise PlaceholderMismatch(f"the batch has {kind} placeholder tokens but no {kind} inputs")
+        return embeds
+
+    def _scatter(self, embeds, input_ids, kind, features, per_item, owner, sample_ids) -> torch.Tensor:
+        mask = input_ids == self.token_ids[kind]
+        if int(mask.sum()) != features.shape[0]:
+            raise PlaceholderMismatch(self._mismatch_message(kind, mask, per_item, owner, sample_ids))
+        return embeds.masked_scatter(mask.unsqueeze(-1), features.to(embeds.dtype))
+
+    @staticmethod
+    def _mismatch_message(kind, mask, per_item, owner, sample_ids) -> str:
+        placeholders = mask.sum(dim=1).tolist()
+        produced = [0] * len(placeholders)
+        owners = owner.tolist() if owner is not None else [0] * len(per_item)
+        for row, n in zip(owners, per_item):
+            produced[row] += n
+        names = list(sample_ids) if sample_ids is not None else [f"row {i}" for i in range(len(placeholders))]
+        bad = [f"{names[i]}: {p} placeholders, {f} features" for i, (p, f) in enumerate(zip(placeholders, produced)) if p != f]
+        return f"{kind} placeholder count does not match the encoder's output for sample(s) " + "; ".join(bad)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        **media: Any,
+    ) -> torch.Tensor:
+        """Logits [B, L, vocab]. `media` takes the batch's media keys (see `embed`)."""
+        embeds = self.embed(input_ids, **media)
+        return self.decoder(embeds, attention_mask=attention_mask, position_ids=position_ids)
+
+    @torch.no_grad()
+    def generate(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, max_new_tokens: int = 64, **kwargs: Any
+    ) -> torch.Tensor:
+        """Greedy (by default) continuation ids [B, new] of left-padded prompts, with a KV cache."""
+        media_keys = ("pixel_values", "image_owner", "audio_features", "audio_lengths", "audio_owner", "sample_ids")
+        media = {k: kwargs.pop(k) for k in media_keys if k in kwargs}
+        embeds = self.embed(input_ids, **media)
+        kwargs.setdefault("do_sample", False)
+        return self.decoder.generate(embeds, attention_mask, max_new_tokens=max_new_tokens, use_cache=True, **kwargs)
+
+    @property
+    def block_classes(self) -> set[type[nn.Module]]:
+        """Every component's FSDP wrap classes."""
+        classes: set[type[nn.Module]] = set()
+        for module in (self.vision, self.audio, self.decoder):
+            if module is not None:
+                classes |= module.block_classes
+        return classes
