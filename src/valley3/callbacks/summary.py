@@ -1,0 +1,38 @@
+"""LossSummary: at the end of fit, print how the training loss moved and how many samples were skipped."""
+
+from __future__ import annotations
+
+import lightning as L
+from lightning.pytorch.utilities import rank_zero_info
+
+
+class LossSummary(L.Callback):
+    """Records the training loss every step; prints the mean of the first and last `window` steps.
+
+    Args:
+        window: steps averaged at each end.
+    """
+
+    def __init__(self, window: int = 10):
+        self.window = window
+        self.losses: list[float] = []
+        self.skipped = 0
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.skipped += int(batch["skipped"]) if "skipped" in batch else 0
+        if outputs is not None:
+            loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+            self.losses.append(float(loss))
+
+    def first_last(self) -> tuple[float, float]:
+        head, tail = self.losses[: self.window], self.losses[-self.window :]
+        return sum(head) / len(head), sum(tail) / len(tail)
+
+    def on_fit_end(self, trainer, pl_module) -> None:
+        if not self.losses:
+            return
+        first, last = self.first_last()
+        rank_zero_info(
+            f"loss: first {len(self.losses[: self.window])} steps {first:.3f} -> last {self.window} steps {last:.3f} "
+            f"({100 * last / first:.0f}% of the start) over {len(self.losses)} steps; {self.skipped} samples skipped"
+        )

@@ -1,0 +1,103 @@
+"""The `valley3` command: LightningCLI's fit/validate/test/predict plus `data` tools."""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import sys
+
+from jsonargparse import DefaultHelpFormatter
+from lightning.pytorch.cli import LightningCLI
+
+from valley3.data.datamodules import BaseDataModule
+from valley3.stages.base import OmniStage
+
+# Families a researcher swaps with one config key; listed in --help with each class's first docstring line.
+_FAMILIES = {
+    "stages (model: class_path)": ("valley3.stages", "OmniStage"),
+    "data (data: class_path)": ("valley3.data.datamodules", "BaseDataModule"),
+    "vision encoders (--model.model.vision)": ("valley3.models.vision", "VisionEncoder"),
+    "audio encoders (--model.model.audio)": ("valley3.models.audio", "AudioEncoder"),
+    "connectors (--model.model.vision_connector / audio_connector)": ("valley3.models.connectors", "MLPConnector"),
+    "decoders (--model.model.decoder)": ("valley3.models.decoders", "HFDecoder"),
+}
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter, DefaultHelpFormatter):
+    """jsonargparse's help, with the component list kept as written."""
+
+
+def _subclasses(base: type) -> list[type]:
+    found = [base] if not inspect.isabstract(base) else []
+    for sub in base.__subclasses__():
+        found += _subclasses(sub)
+    return found
+
+
+def _public_path(cls: type) -> str:
+    """The shortest import path that exports `cls` (the one configs use)."""
+    import importlib
+
+    parts = cls.__module__.split(".")
+    for end in range(2, len(parts) + 1):
+        package = ".".join(parts[:end])
+        if getattr(importlib.import_module(package), cls.__name__, None) is cls:
+            return f"{package}.{cls.__name__}"
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def components_help() -> str:
+    """Every swappable component, by family, with the first line of its docstring."""
+    import importlib
+
+    lines = ["swappable components (point a config key's class_path at one):"]
+    for family, (module_name, base_name) in _FAMILIES.items():
+        base = getattr(importlib.import_module(module_name), base_name)
+        lines.append(f"  {family}:")
+        for cls in _subclasses(base):
+            doc = (inspect.getdoc(cls) or "").splitlines()[0] if cls.__doc__ else ""
+            lines.append(f"    {_public_path(cls)}  {doc}")
+    lines.append("other commands: valley3 data demo --out DIR  (write the embedded demo dataset)")
+    return "\n".join(lines)
+
+
+def _data_main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="valley3 data", description="Data tools.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    demo = sub.add_parser("demo", help="write the synthetic e-commerce demo dataset")
+    demo.add_argument("--out", required=True, help="output folder")
+    demo.add_argument("--n-products", type=int, default=96)
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--speech", choices=["auto", "espeak", "synthetic"], default="auto")
+    args = parser.parse_args(argv)
+    if args.command == "demo":
+        from valley3.data.demo import make_demo
+
+        paths = make_demo(args.out, n_products=args.n_products, seed=args.seed, speech=args.speech)
+        for name, path in paths.items():
+            print(f"{name:>16}: {path}")
+
+
+def main(argv: list[str] | None = None) -> LightningCLI | None:
+    """Entry point of the `valley3` command; returns the LightningCLI (for notebooks and tests)."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    if args and args[0] == "data":
+        _data_main(args[1:])
+        return None
+    epilog = components_help()
+    kwargs = {"epilog": epilog, "formatter_class": _HelpFormatter}
+    subcommand_kwargs = {name: dict(kwargs) for name in ("fit", "validate", "test", "predict")}
+    return LightningCLI(
+        OmniStage,
+        BaseDataModule,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        args=argv,  # None: LightningCLI reads sys.argv itself
+        parser_kwargs={"description": __doc__, **kwargs, **subcommand_kwargs},
+        save_config_kwargs={"overwrite": True},
+        auto_configure_optimizers=False,
+    )
+
+
+if __name__ == "__main__":
+    main()

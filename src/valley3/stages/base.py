@@ -1,0 +1,204 @@
+"""OmniStage: the LightningModule every training stage is a thin layer over."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
+from lightning.pytorch.utilities import rank_zero_info
+from safetensors.torch import load_file
+from transformers import AutoTokenizer
+
+from valley3.data.processor import IGNORE_INDEX, AudioSpec, ImageSpec, OmniProcessor
+from valley3.data.templates import ChatTemplate, SpecialTokens
+from valley3.models.omni import OmniModel
+
+MODEL_INPUTS = (
+    "input_ids", "attention_mask", "position_ids", "pixel_values", "image_owner",
+    "audio_features", "audio_lengths", "audio_owner", "sample_ids",
+)
+
+
+def build_processor(model: OmniModel, system_prompt: str = "You are a helpful assistant.") -> OmniProcessor:
+    """The processor for `model`: its tokenizer, its placeholder tokens and its own token-count functions."""
+    tokenizer = AutoTokenizer.from_pretrained(model.decoder.tokenizer_path)
+    tokens = SpecialTokens(**{kind: tok for kind, tok in model.media_tokens.items()})
+    image = audio = None
+    if model.vision is not None:
+        v = model.vision
+        image = ImageSpec(v.image_size, v.image_mean, v.image_std, model.image_num_tokens)
+    if model.audio is not None:
+        a = model.audio
+        audio = AudioSpec(a.sampling_rate, a.n_mels, a.n_fft, a.hop_length, model.audio_num_tokens)
+    processor = OmniProcessor(tokenizer, ChatTemplate(tokens, system_prompt), image=image, audio=audio)
+    model.bind_tokenizer(processor.token_ids, len(tokenizer))
+    return processor
+
+
+def masked_loss(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Next-token cross-entropy summed over every supervised token of the batch, and that count.
+
+    The mean is taken over the batch's tokens, not per sample, so packing leaves the objective unchanged.
+    """
+    targets = labels[:, 1:]
+    total = F.cross_entropy(
+        logits[:, :-1].flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE_INDEX, reduction="sum"
+    )
+    return total, (targets != IGNORE_INDEX).sum()
+
+
+class OmniStage(L.LightningModule):
+    """Trains an OmniModel on next-token loss over assistant tokens.
+
+    Args:
+        model: the network (dependency injection: the stage owns steps and optimisation, not architecture).
+        lr: learning rate per component (vision, vision_connector, audio, audio_connector, decoder);
+            0 freezes a component. Components not named get `default_lr`.
+        default_lr: learning rate of components `lr` does not name.
+        weight_decay: AdamW weight decay (not applied to biases and norms).
+        warmup_steps: linear warm-up steps before cosine decay to 10% of the peak.
+        max_len: longest example in tokens; longer ones are truncated or skipped.
+        init_from: a checkpoint (Lightning .ckpt or .safetensors) whose weights initialise the model.
+        system_prompt: system turn used when a sample has none.
+        max_new_tokens: generation length in `predict_step`.
+    """
+
+    def __init__(
+        self,
+        model: OmniModel,
+        lr: dict[str, float] | None = None,
+        default_lr: float = 1e-4,
+        weight_decay: float = 0.0,
+        warmup_steps: int = 0,
+        max_len: int | None = 2048,
+        init_from: str | None = None,
+        system_prompt: str = "You are a helpful assistant.",
+        max_new_tokens: int = 64,
+    ):
+        super().__init__()
+        # Under LightningCLI `model` is saved as its config (so a checkpoint rebuilds its own model);
+        # given as a module (a notebook), it is left out: its weights are in the state dict anyway.
+        self.save_hyperparameters(ignore=[] if _given_hyperparameters.get() else ["model"])
+        self.model = model
+        unknown = set(lr or {}) - set(model.components())
+        if unknown:
+            raise ValueError(f"lr names unknown component(s) {sorted(unknown)}; the model has {sorted(model.components())}")
+        self.lrs = {name: (lr or {}).get(name, default_lr) for name in model.components()}
+        for name, module in model.components().items():
+            module.requires_grad_(self.lrs[name] > 0)
+        self.processor = build_processor(model, system_prompt)
+        self.max_len = max_len
+        if init_from:
+            self.load_weights(init_from)
+        self._tokens_seen = 0
+        self._start_time: float | None = None
+
+    # -- weights ---------------------------------------------------------------------------------
+    def load_weights(self, path: str) -> None:
+        """Initialise from a previous stage: a Lightning checkpoint or a safetensors file (never unpickled code)."""
+        if Path(path).suffix == ".safetensors":
+            state = load_file(path)
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+        state = {k.removeprefix("model."): v for k, v in state.items()}
+        missing, unexpected = self.model.load_state_dict(state, strict=False)
+        rank_zero_info(f"init_from {path}: {len(state)} tensors, {len(missing)} missing, {len(unexpected)} unexpected")
+
+    def trainable_table(self) -> str:
+        """A table of parameters per component: total, trainable, learning rate."""
+        rows = ["| component | params | trainable | lr |", "|---|---:|---:|---:|"]
+        for name, module in self.model.components().items():
+            total = sum(p.numel() for p in module.parameters())
+            trainable = sum(p.numel() for p in module.parameters() if p.requires_grad)
+            rows.append(f"| {name} | {total:,} | {trainable:,} | {self.lrs[name]:g} |")
+        return "\n".join(rows)
+
+    def setup(self, stage: str) -> None:
+        rank_zero_info("\n" + self.trainable_table())
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if datamodule is not None and hasattr(datamodule, "connect"):
+            datamodule.connect(self.processor, self.max_len)
+
+    # -- steps -----------------------------------------------------------------------------------
+    def model_step(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Loss (mean over the batch's supervised tokens) and the number of those tokens."""
+        logits = self.model(**{k: batch[k] for k in MODEL_INPUTS if k in batch})
+        total, count = masked_loss(logits, batch["labels"])
+        return total / count.clamp(min=1), count
+
+    def _log_skipped(self, batch: dict[str, Any], split: str) -> None:
+        self.log(f"{split}/skipped", batch["skipped"].float(), on_step=False, on_epoch=True, reduce_fx="sum", batch_size=1)
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
+        self._log_skipped(batch, "train")
+        if "input_ids" not in batch:  # every sample of this batch was skipped
+            return None
+        loss, count = self.model_step(batch)
+        n = batch["input_ids"].shape[0]
+        self._tokens_seen += int(batch["attention_mask"].sum())
+        self.log("train/loss", loss, prog_bar=True, batch_size=n)
+        self.log("train/supervised_tokens", count.float(), reduce_fx="sum", batch_size=n)
+        if self._start_time is None:
+            self._start_time = time.perf_counter()
+        else:
+            elapsed = time.perf_counter() - self._start_time
+            self.log("train/tokens_per_s", self._tokens_seen / max(elapsed, 1e-9), batch_size=n)
+        return loss
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._log_skipped(batch, "val")
+        if "input_ids" in batch:
+            loss, _ = self.model_step(batch)
+            self.log("val/loss", loss, prog_bar=True, batch_size=batch["input_ids"].shape[0], sync_dist=True)
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        if "input_ids" in batch:
+            loss, _ = self.model_step(batch)
+            self.log("test/loss", loss, batch_size=batch["input_ids"].shape[0], sync_dist=True)
+
+    def generate_text(self, batch: dict[str, Any], **kwargs: Any) -> list[str]:
+        """Answers for a left-padded generation batch, decoded up to the end of the turn."""
+        inputs = {k: batch[k] for k in MODEL_INPUTS if k in batch and k != "position_ids"}
+        kwargs.setdefault("max_new_tokens", self.hparams.max_new_tokens)
+        out = self.model.generate(
+            eos_token_id=self.processor.eos_id, pad_token_id=self.processor.pad_id, **inputs, **kwargs
+        )
+        return [self.processor.decode(row) for row in out]
+
+    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> list[dict[str, str | None]]:
+        """One record per sample: its id, the generated answer, and the held-out reference if any."""
+        if "input_ids" not in batch:
+            return []
+        references = batch.get("references") or [None] * len(batch["sample_ids"])
+        return [
+            {"id": i, "prediction": p, "reference": r}
+            for i, p, r in zip(batch["sample_ids"], self.generate_text(batch), references)
+        ]
+
+    # -- optimisation ----------------------------------------------------------------------------
+    def configure_optimizers(self):
+        groups = []
+        for name, module in self.model.components().items():
+            if self.lrs[name] <= 0:
+                continue
+            decay = [p for p in module.parameters() if p.requires_grad and p.ndim >= 2]
+            no_decay = [p for p in module.parameters() if p.requires_grad and p.ndim < 2]
+            groups.append({"params": decay, "lr": self.lrs[name], "weight_decay": self.hparams.weight_decay, "name": name})
+            groups.append({"params": no_decay, "lr": self.lrs[name], "weight_decay": 0.0, "name": f"{name}.no_decay"})
+        optimizer = torch.optim.AdamW([g for g in groups if g["params"]])
+        total = self._trainer.estimated_stepping_batches if self._trainer is not None else 1
+        warmup = self.hparams.warmup_steps
+
+        def schedule(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / (warmup + 1)
+            progress = min(1.0, (step - warmup) / max(1, total - warmup))
+            return 0.1 + 0.9 * 0.5 * (1 + torch.cos(torch.tensor(progress * torch.pi)).item())
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

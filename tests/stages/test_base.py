@@ -1,0 +1,38 @@
+"""OmniStage: per-component learning rates and freezing, the trainable table, init_from a previous stage."""
+
+from __future__ import annotations
+
+import lightning as L
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from valley3.stages import OmniStage
+
+from ..conftest import tiny_omni
+
+
+def test_lr_per_component_and_zero_freezes():
+    stage = OmniStage(tiny_omni(), lr={"vision": 0, "audio_connector": 1e-3}, default_lr=1e-4)
+    groups = {g["name"]: g["lr"] for g in stage.configure_optimizers()["optimizer"].param_groups}
+    assert groups["audio_connector"] == 1e-3 and groups["decoder"] == 1e-4
+    assert not any(name.startswith("vision.") or name == "vision" for name in groups)
+    assert not any(p.requires_grad for p in stage.model.vision.parameters())
+    table = stage.trainable_table()
+    assert "| vision | 23,840 | 0 | 0 |" in table
+    with pytest.raises(ValueError, match="unknown component.*'projector'"):
+        OmniStage(tiny_omni(), lr={"projector": 1e-3})
+
+
+def test_init_from_a_lightning_checkpoint_and_from_safetensors(tmp_path):
+    source = OmniStage(tiny_omni(seed=1))
+    trainer = L.Trainer(max_steps=0, logger=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer.strategy.connect(source)
+    ckpt = tmp_path / "s.ckpt"
+    trainer.save_checkpoint(ckpt)
+    tensors = tmp_path / "s.safetensors"
+    save_file({k: v.clone() for k, v in source.model.state_dict().items()}, tensors)  # tied weights: copies
+    for path in (ckpt, tensors):
+        target = OmniStage(tiny_omni(seed=2), init_from=str(path))
+        for (name, a), b in zip(source.model.state_dict().items(), target.model.state_dict().values()):
+            assert torch.equal(a, b), (path.suffix, name)
