@@ -6,6 +6,9 @@ from valley3.data.datamodules.base import BaseDataModule
 
 
 class OmniDataModule(BaseDataModule):
-    """Any mix of text, image, audio and video conversations. A sample with another modality is a schema error naming its line."""
+    """Any mix of text, image, audio and video conversations.
+
+    A sample with another modality is a schema error naming its line.
+    """
 
     modalities = frozenset({"text", "image", "audio", "video"})

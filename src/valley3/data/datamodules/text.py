@@ -6,6 +6,9 @@ from valley3.data.datamodules.base import BaseDataModule
 
 
 class TextDataModule(BaseDataModule):
-    """Text-only conversations. A sample with another modality is a schema error naming its line."""
+    """Text-only conversations.
+
+    A sample with another modality is a schema error naming its line.
+    """
 
     modalities = frozenset({"text"})
