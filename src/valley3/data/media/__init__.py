@@ -1,4 +1,4 @@
-"""Media loading: one error type for unreadable files, and the image and audio loaders."""
+"""Media loading: one error type for unreadable files, and the image, video and audio loaders."""
 
 from __future__ import annotations
 
@@ -38,6 +38,32 @@ def require_file(path: str | os.PathLike) -> Path:
 
 # Loaders import MediaError from this module, so they come after it.
 from valley3.data.media.audio import load_audio, log_mel, num_frames  # noqa: E402
-from valley3.data.media.image import load_image, to_pixels  # noqa: E402
+from valley3.data.media.image import (  # noqa: E402
+    TileGrid,
+    load_image,
+    num_tiles,
+    should_tile,
+    tile_grid,
+    tile_image,
+    to_pixels,
+)
+from valley3.data.media.video import Video, load_video, load_video_audio, sample_indices  # noqa: E402
 
-__all__ = ["MediaError", "load_audio", "load_image", "log_mel", "num_frames", "require_file", "to_pixels"]
+__all__ = [
+    "MediaError",
+    "TileGrid",
+    "Video",
+    "load_audio",
+    "load_image",
+    "load_video",
+    "load_video_audio",
+    "log_mel",
+    "num_frames",
+    "num_tiles",
+    "require_file",
+    "sample_indices",
+    "should_tile",
+    "tile_grid",
+    "tile_image",
+    "to_pixels",
+]

@@ -1,9 +1,11 @@
-"""Image loading with a full decode, and resizing into normalised pixel tensors (SigLIP convention)."""
+"""Image loading with a full decode, resizing into normalised pixel tensors, and InternVL-style dynamic tiling."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from fractions import Fraction
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -61,6 +63,95 @@ def to_pixels(
     mean_t = torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1)
     std_t = torch.tensor(std, dtype=torch.float32).view(-1, 1, 1)
     return ((pixels - mean_t) / std_t).contiguous()
+
+
+class TileGrid(NamedTuple):
+    """A grid of `rows` x `cols` square tiles; the image is resized to (cols * tile, rows * tile) pixels."""
+
+    rows: int
+    cols: int
+
+    @property
+    def tiles(self) -> int:
+        return self.rows * self.cols
+
+
+def should_tile(num_images_in_sample: int, is_video_frame: bool = False) -> bool:
+    """Valley2's policy: only the single image of a one-image sample is tiled; multi-image and video are not.
+
+    Args:
+        num_images_in_sample: how many images the sample holds (video frames not counted).
+        is_video_frame: whether the picture is a frame of a video.
+    """
+    return num_images_in_sample == 1 and not is_video_frame
+
+
+def tile_grid(width: int, height: int, tile: int, max_tiles: int = 9, min_tiles: int = 1) -> TileGrid:
+    """The grid InternVL2's `dynamic_preprocess` picks for a width x height image, without touching pixels.
+
+    Grids with min_tiles <= rows * cols <= max_tiles are visited by tile count; the one whose cols / rows
+    is closest to width / height wins. A later (so not smaller) grid at exactly the same distance replaces
+    it when the image is big enough to fill it: width * height > tile**2 * rows * cols / 2. So a 3:2
+    image gets 3x2 tiles; a 1:1 image gets 1x1, then 2x2 above 2 tiles' area, then 3x3 above 4.5 tiles'
+    area. Distances are compared as exact fractions, where InternVL compares floats, so a tie is never a
+    rounding accident. Aspect ratios beyond the grids (1:20 with 9 tiles) get the most elongated grid.
+
+    Args:
+        width: image width in pixels.
+        height: image height in pixels.
+        tile: the side of a tile in pixels (the vision encoder's input size).
+        max_tiles: the most tiles, thumbnail not counted.
+        min_tiles: the fewest tiles.
+    """
+    if width < 1 or height < 1 or tile < 1 or not 1 <= min_tiles <= max_tiles:
+        raise ValueError(f"tile_grid({width}, {height}, tile={tile}, max_tiles={max_tiles}, min_tiles={min_tiles})")
+    aspect, area = Fraction(width, height), width * height
+    grids = sorted(
+        (TileGrid(r, c) for r in range(1, max_tiles + 1) for c in range(1, max_tiles // r + 1) if r * c >= min_tiles),
+        key=lambda g: (g.tiles, g.cols),
+    )
+    best, best_diff = grids[0], abs(aspect - Fraction(grids[0].cols, grids[0].rows))
+    for grid in grids[1:]:
+        diff = abs(aspect - Fraction(grid.cols, grid.rows))
+        if diff < best_diff or (diff == best_diff and 2 * area > tile * tile * grid.tiles):
+            best, best_diff = grid, diff
+    return best
+
+
+def num_tiles(width: int, height: int, tile: int, max_tiles: int = 9, thumbnail: bool = True) -> int:
+    """How many tile images `tile_image` returns for a width x height image (the thumbnail included).
+
+    Args:
+        width: image width in pixels.
+        height: image height in pixels.
+        tile: the side of a tile in pixels.
+        max_tiles: the most tiles, thumbnail not counted.
+        thumbnail: whether a thumbnail is added when there is more than one tile.
+    """
+    n = tile_grid(width, height, tile, max_tiles).tiles
+    return n + (1 if thumbnail and n > 1 else 0)
+
+
+def tile_image(image: Image.Image, tile: int, max_tiles: int = 9, thumbnail: bool = True) -> list[Image.Image]:
+    """Cut an image into its `tile_grid` tiles, row by row, plus a whole-image thumbnail when tiles > 1.
+
+    The image is resized (bicubic) to the grid's exact size first, so it is stretched only as far as the
+    grid's aspect ratio differs from its own; the thumbnail is the whole image resized to tile x tile.
+
+    Args:
+        image: the image (e.g. from `load_image`).
+        tile: the side of each tile in pixels.
+        max_tiles: the most tiles, thumbnail not counted.
+        thumbnail: whether to append the thumbnail when there is more than one tile.
+    """
+    rows, cols = tile_grid(image.width, image.height, tile, max_tiles)
+    resized = image.resize((cols * tile, rows * tile), Image.Resampling.BICUBIC)
+    tiles = [
+        resized.crop((c * tile, r * tile, (c + 1) * tile, (r + 1) * tile)) for r in range(rows) for c in range(cols)
+    ]
+    if thumbnail and len(tiles) > 1:
+        tiles.append(image.resize((tile, tile), Image.Resampling.BICUBIC))
+    return tiles
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
