@@ -46,7 +46,8 @@ def test_component_config_instantiates(path):
             module_name, _, cls_name = spec["class_path"].rpartition(".")
             cls = getattr(importlib.import_module(module_name), cls_name)
             obj = cls(8, 16, **spec.get("init_args", {}))
-            assert obj(torch.zeros(2, 8)).shape == (2, 16)
+            grid = (5, 4)  # odd on purpose: merging connectors must handle it
+            assert obj(torch.zeros(2, 20, 8), grid).shape == (2, obj.num_tokens(grid), 16)
         else:
             obj = _instantiate(path, COMPONENT_TYPES[kind])
     assert isinstance(obj, COMPONENT_TYPES.get(kind, nn.Module))

@@ -92,34 +92,45 @@ class OmniModel(nn.Module):
         audio_lengths: torch.Tensor | None = None,
         audio_owner: torch.Tensor | None = None,
         sample_ids: Sequence[str] | None = None,
+        cu_seqlens: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Token embeddings with every placeholder replaced by its media feature, in order."""
+        """Token embeddings with every placeholder replaced by its media feature, in order.
+
+        In a packed batch `*_owner` indexes samples (not rows) and `cu_seqlens` says where each sample lies,
+        so a mismatch still names the sample at fault.
+        """
         if not self.token_ids:
             raise RuntimeError("OmniModel.bind_tokenizer(...) must run before the model sees tokens")
         embeds = self.decoder.embed_tokens(input_ids)
         if pixel_values is not None and len(pixel_values):
-            features = self.vision_connector(self.vision(pixel_values))  # [images, tokens, width]
+            grid = self.vision.grid(*pixel_values.shape[-2:])
+            features = self.vision_connector(self.vision(pixel_values), grid)  # [images, tokens, width]
             per_item = [features.shape[1]] * features.shape[0]
-            embeds = self._scatter(embeds, input_ids, "image", features.flatten(0, 1), per_item, image_owner, sample_ids)
+            embeds = self._scatter(
+                embeds, input_ids, "image", features.flatten(0, 1), per_item, image_owner, sample_ids, cu_seqlens
+            )
         if audio_features is not None and len(audio_features):
             features = self.audio_connector(self.audio(audio_features, audio_lengths))
             per_item = [self.audio.num_tokens(n) for n in audio_lengths.tolist()]
-            embeds = self._scatter(embeds, input_ids, "audio", features, per_item, audio_owner, sample_ids)
+            embeds = self._scatter(embeds, input_ids, "audio", features, per_item, audio_owner, sample_ids, cu_seqlens)
         for kind in ("image", "audio", "video"):
             has_media = (pixel_values if kind == "image" else audio_features if kind == "audio" else None) is not None
             if not has_media and (input_ids == self.token_ids[kind]).any():
                 raise PlaceholderMismatch(f"the batch has {kind} placeholder tokens but no {kind} inputs")
         return embeds
 
-    def _scatter(self, embeds, input_ids, kind, features, per_item, owner, sample_ids) -> torch.Tensor:
+    def _scatter(self, embeds, input_ids, kind, features, per_item, owner, sample_ids, cu_seqlens=None) -> torch.Tensor:
         mask = input_ids == self.token_ids[kind]
         if int(mask.sum()) != features.shape[0]:
-            raise PlaceholderMismatch(self._mismatch_message(kind, mask, per_item, owner, sample_ids))
+            raise PlaceholderMismatch(self._mismatch_message(kind, mask, per_item, owner, sample_ids, cu_seqlens))
         return embeds.masked_scatter(mask.unsqueeze(-1), features.to(embeds.dtype))
 
     @staticmethod
-    def _mismatch_message(kind, mask, per_item, owner, sample_ids) -> str:
-        placeholders = mask.sum(dim=1).tolist()
+    def _mismatch_message(kind, mask, per_item, owner, sample_ids, cu_seqlens=None) -> str:
+        if cu_seqlens is None:
+            placeholders = mask.sum(dim=1).tolist()
+        else:  # packed: count per sample, not per row
+            placeholders = [int(m.sum()) for m in mask.flatten().split(cu_seqlens.diff().tolist())]
         produced = [0] * len(placeholders)
         owners = owner.tolist() if owner is not None else [0] * len(per_item)
         for row, n in zip(owners, per_item):
@@ -133,11 +144,13 @@ class OmniModel(nn.Module):
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None,
+        cu_seqlens: torch.Tensor | None = None,
         **media: Any,
     ) -> torch.Tensor:
-        """Logits [B, L, vocab]. `media` takes the batch's media keys (see `embed`)."""
-        embeds = self.embed(input_ids, **media)
-        return self.decoder(embeds, attention_mask=attention_mask, position_ids=position_ids)
+        """Logits [B, L, vocab]. `media` takes the batch's media keys (see `embed`); `cu_seqlens` marks a
+        packed batch (sample boundaries over the flattened rows), whose samples never attend to each other."""
+        embeds = self.embed(input_ids, cu_seqlens=cu_seqlens, **media)
+        return self.decoder(embeds, attention_mask=attention_mask, position_ids=position_ids, cu_seqlens=cu_seqlens)
 
     @torch.no_grad()
     def generate(

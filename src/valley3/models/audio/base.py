@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 
 import torch
@@ -24,6 +25,10 @@ class AudioEncoder(nn.Module, ABC):
     @abstractmethod
     def num_tokens(self, num_frames: int) -> int:
         """Feature rows produced for a clip of `num_frames` log-mel frames."""
+
+    def seconds_to_tokens(self, seconds: float) -> int:
+        """Tokens for a clip of this duration (for `valley3 inspect` and budgets)."""
+        return self.num_tokens(math.floor(seconds * self.sampling_rate / self.hop_length))
 
     @abstractmethod
     def forward(self, features: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:

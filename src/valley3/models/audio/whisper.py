@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
@@ -66,10 +65,6 @@ class WhisperEncoder(AudioEncoder):
         if self.pool > 1:
             hidden = F.avg_pool1d(hidden.transpose(1, 2), self.pool, self.pool).transpose(1, 2)
         return torch.cat([h[:n] for h, n in zip(hidden, keep)])
-
-    def seconds_to_tokens(self, seconds: float) -> int:
-        """Tokens for a clip of this duration (for `valley3 inspect` and budgets)."""
-        return self.num_tokens(math.floor(seconds * self.sampling_rate / self.hop_length))
 
     @property
     def block_classes(self) -> set[type[nn.Module]]:

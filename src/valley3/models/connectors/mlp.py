@@ -5,8 +5,22 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from valley3.models.connectors.base import Connector
 
-class MLPConnector(nn.Module):
+
+def mlp(dims: list[int], final_norm: bool = False) -> nn.Sequential:
+    """Linear layers through `dims` with GELU between them, optionally closed by a LayerNorm."""
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(dims, dims[1:])):
+        if i:
+            layers.append(nn.GELU())
+        layers.append(nn.Linear(a, b))
+    if final_norm:
+        layers.append(nn.LayerNorm(dims[-1]))
+    return nn.Sequential(*layers)
+
+
+class MLPConnector(Connector):
     """Linear layers with GELU between them, optionally closed by a LayerNorm.
 
     Args:
@@ -17,29 +31,14 @@ class MLPConnector(nn.Module):
         final_norm: close with a LayerNorm over `out_dim`.
     """
 
+    spatial = False
+
     def __init__(self, in_dim: int, out_dim: int, hidden_dim: int | None = None, depth: int = 2, final_norm: bool = False):
         super().__init__()
         if depth < 1:
             raise ValueError(f"depth must be >= 1, got {depth}")
         hidden_dim = hidden_dim or out_dim
-        dims = [in_dim] + [hidden_dim] * (depth - 1) + [out_dim]
-        layers: list[nn.Module] = []
-        for i, (a, b) in enumerate(zip(dims, dims[1:])):
-            if i:
-                layers.append(nn.GELU())
-            layers.append(nn.Linear(a, b))
-        if final_norm:
-            layers.append(nn.LayerNorm(out_dim))
-        self.net = nn.Sequential(*layers)
+        self.net = mlp([in_dim] + [hidden_dim] * (depth - 1) + [out_dim], final_norm)
 
-    def num_tokens(self, grid: tuple[int, ...] | int) -> int:
-        """Tokens out for an encoder output of this grid (rows, cols) or length."""
-        if isinstance(grid, int):
-            return grid
-        n = 1
-        for side in grid:
-            n *= side
-        return n
-
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
+    def _project(self, features: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
         return self.net(features)
