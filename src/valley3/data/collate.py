@@ -9,8 +9,8 @@ import torch
 from valley3.data.processor import IGNORE_INDEX, Example
 
 
-def _group_media(examples: list[Example]) -> dict[str, Any]:
-    """Stack every example's media by modality; `*_owner` names the row each item belongs to."""
+def group_media(examples: list[Example]) -> dict[str, Any]:
+    """Stack every example's media by modality; `*_owner` is the index in `examples` of each item's owner."""
     batch: dict[str, Any] = {}
     images = [(row, px) for row, ex in enumerate(examples) for px in ex.pixel_values]
     if images:
@@ -66,7 +66,7 @@ class PadCollator:
             attention_mask=attention_mask,
             position_ids=position_ids,
             sample_ids=[ex.sample_id for ex in examples],
-            **_group_media(examples),
+            **group_media(examples),
         )
         if any(ex.reference is not None for ex in examples):
             batch["references"] = [ex.reference for ex in examples]

@@ -20,7 +20,7 @@ from valley3.models.omni import OmniModel
 
 MODEL_INPUTS = (
     "input_ids", "attention_mask", "position_ids", "pixel_values", "image_owner",
-    "audio_features", "audio_lengths", "audio_owner", "sample_ids",
+    "audio_features", "audio_lengths", "audio_owner", "sample_ids", "cu_seqlens",
 )
 
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
+from typing import Any
 
 import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from valley3.data.collate import PadCollator
+from valley3.data.datamodules.packed import PackingConfig, packed_loader
 from valley3.data.formats import read_samples
 from valley3.data.media import MediaError
 from valley3.data.processor import Example, OmniProcessor, SampleError
@@ -60,6 +62,8 @@ class BaseDataModule(L.LightningDataModule):
         media_root: folder relative media paths are resolved against (default: each file's folder).
         strict: raise on an unreadable media file or unusable sample instead of skipping it.
         seed: seed of the training shuffle.
+        packing: pack the training split instead of padding it: true, or settings such as
+            `{max_tokens: 4096, max_images: 16, mode: offline}` (see `PackingConfig`). Other splits stay padded.
     """
 
     modalities: frozenset[str] = frozenset({"text", "image", "audio", "video"})
@@ -76,6 +80,7 @@ class BaseDataModule(L.LightningDataModule):
         media_root: str | None = None,
         strict: bool = False,
         seed: int = 0,
+        packing: bool | dict[str, Any] | None = None,
     ):
         super().__init__()
         self.files = {split: _as_list(f) for split, f in [("train", train), ("val", val), ("test", test), ("predict", predict)]}
@@ -85,6 +90,7 @@ class BaseDataModule(L.LightningDataModule):
         self.media_root = media_root
         self.strict = strict
         self.seed = seed
+        self.packing = PackingConfig.parse(packing)
         self.processor: OmniProcessor | None = None
         self.samples: dict[str, list[Sample]] = {}
 
@@ -116,6 +122,8 @@ class BaseDataModule(L.LightningDataModule):
             raise RuntimeError(f"{type(self).__name__}.connect(processor, max_len) must be called before loading")
         generation = split == "predict"
         dataset = SampleDataset(self.read(split), self.processor, self.strict, generation=generation)
+        if split == "train" and self.packing is not None:
+            return packed_loader(dataset, self.packing, self.processor, self.seed, self.num_workers)
         generator = torch.Generator().manual_seed(self.seed)
         return DataLoader(
             dataset,

@@ -9,6 +9,7 @@ from torch import nn
 from transformers import AutoConfig, AutoModelForCausalLM
 
 from valley3.assets import tiny_tokenizer_dir
+from valley3.models.attention import packed_inputs, resolve_backend
 from valley3.models.presets import DECODERS, resolve
 
 
@@ -20,7 +21,9 @@ class HFDecoder(nn.Module):
         config: config keywords (with `model_type`), applied on top of the preset.
         path: a local checkpoint folder; wins over preset/config.
         tokenizer: the tokenizer folder; defaults to `path`, else the project's tiny tokenizer.
-        attn_implementation: "sdpa" (default), "eager" or "flash_attention_2".
+        attn_implementation: "sdpa" (default), "eager", "flash_attention_2", "sdpa_varlen" (one SDPA call per
+            packed sample, the fast CPU path for packing) or "auto" (flash-attn where installed on a GPU, else
+            "sdpa_varlen"). Packed samples are kept apart on every one (see `valley3.models.attention`).
         dtype: parameter dtype, e.g. "float32" or "bfloat16".
     """
 
@@ -35,6 +38,7 @@ class HFDecoder(nn.Module):
     ):
         super().__init__()
         torch_dtype = getattr(torch, dtype)
+        attn_implementation = resolve_backend(attn_implementation)
         if path is not None:
             self.model = AutoModelForCausalLM.from_pretrained(
                 path, attn_implementation=attn_implementation, dtype=torch_dtype
@@ -66,11 +70,15 @@ class HFDecoder(nn.Module):
         inputs_embeds: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None,
+        cu_seqlens: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        # use_cache=False: a cache object disables transformers' packed-sequence detection.
-        out = self.model(
-            inputs_embeds=inputs_embeds, attention_mask=attention_mask, position_ids=position_ids, use_cache=False
-        )
+        """Logits. With `cu_seqlens` (sample boundaries over the flattened rows) the batch is packed: each
+        sample attends only to itself, and `attention_mask` is replaced by the backend's own isolation."""
+        kwargs = {"attention_mask": attention_mask}
+        if cu_seqlens is not None:
+            kwargs = packed_inputs(self.model.config, cu_seqlens, inputs_embeds)
+        # use_cache=False: training never needs a cache, and one would change how transformers builds masks.
+        out = self.model(inputs_embeds=inputs_embeds, position_ids=position_ids, use_cache=False, **kwargs)
         return out.logits
 
     def generate(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor, **kwargs: Any) -> torch.Tensor:
