@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import sys
+from copy import deepcopy
 
 from jsonargparse import DefaultHelpFormatter
 from lightning.pytorch.cli import LightningCLI
@@ -16,6 +17,7 @@ from valley3.stages.base import OmniStage
 _FAMILIES = {
     "stages (model: class_path)": ("valley3.stages", "OmniStage"),
     "data (data: class_path)": ("valley3.data.datamodules", "BaseDataModule"),
+    "benchmarks (data.benchmarks of valley3.eval.BenchmarkDataModule)": ("valley3.eval.benchmarks", "Benchmark"),
     "vision encoders (--model.model.vision)": ("valley3.models.vision", "VisionEncoder"),
     "audio encoders (--model.model.audio)": ("valley3.models.audio", "AudioEncoder"),
     "connectors (--model.model.vision_connector / audio_connector)": ("valley3.models.connectors", "MLPConnector"),
@@ -46,6 +48,22 @@ def _public_path(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
+class _CLI(LightningCLI):
+    """LightningCLI whose stage stays the config's when `--ckpt_path` was written by another stage."""
+
+    def parse_arguments(self, parser, args) -> None:
+        super().parse_arguments(parser, args)
+        sub = self.config.get("subcommand")
+        self._stage_config = deepcopy(self.config[sub]["model"]) if sub else None
+
+    def before_instantiate_classes(self) -> None:
+        # With --ckpt_path, Lightning swaps the model config for the checkpoint's hyperparameters. A checkpoint
+        # of another stage (a training stage under `valley3 test` with EvalStage) lends only its weights.
+        sub = self.config.get("subcommand")
+        if self._stage_config is not None and self.config[sub]["model"].class_path != self._stage_config.class_path:
+            self.config[sub]["model"] = self._stage_config
+
+
 def components_help() -> str:
     """Every swappable component, by family, with the first line of its docstring."""
     import importlib
@@ -72,14 +90,20 @@ def _data_main(argv: list[str]) -> None:
     args = parser.parse_args(argv)
     if args.command == "demo":
         from valley3.data.demo import make_demo
+        from valley3.eval.demo_split import write_eval_split
 
         paths = make_demo(args.out, n_products=args.n_products, seed=args.seed, speech=args.speech)
+        paths |= write_eval_split(args.out, seed=args.seed)  # <out>/eval/*.jsonl, one per benchmark suite
         for name, path in paths.items():
             print(f"{name:>16}: {path}")
 
 
 def main(argv: list[str] | None = None) -> LightningCLI | None:
-    """Entry point of the `valley3` command; returns the LightningCLI (for notebooks and tests)."""
+    """Entry point of the `valley3` command; given `argv` (notebooks, tests) it returns the LightningCLI.
+
+    From the console script (no `argv`) it returns None: the script hands the return value to `sys.exit`,
+    which would print an object and exit with status 1.
+    """
     args = sys.argv[1:] if argv is None else list(argv)
     if args and args[0] == "data":
         _data_main(args[1:])
@@ -87,7 +111,7 @@ def main(argv: list[str] | None = None) -> LightningCLI | None:
     epilog = components_help()
     kwargs = {"epilog": epilog, "formatter_class": _HelpFormatter}
     subcommand_kwargs = {name: dict(kwargs) for name in ("fit", "validate", "test", "predict")}
-    return LightningCLI(
+    cli = _CLI(
         OmniStage,
         BaseDataModule,
         subclass_mode_model=True,
@@ -97,6 +121,7 @@ def main(argv: list[str] | None = None) -> LightningCLI | None:
         save_config_kwargs={"overwrite": True},
         auto_configure_optimizers=False,
     )
+    return cli if argv is not None else None
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """Training stages: thin LightningModules over OmniStage."""
 
 from valley3.stages.base import OmniStage
+from valley3.stages.evaluate import EvalStage
 
-__all__ = ["OmniStage"]
+__all__ = ["EvalStage", "OmniStage"]
