@@ -46,3 +46,10 @@ def test_quickstart_trains_writes_logs_and_a_checkpoint_and_the_loss_falls(tmp_p
     run = tmp_path / "runs/quickstart/version_0"
     assert (run / "checkpoints/last.ckpt").is_file()
     assert list(run.glob("events.out.tfevents.*"))
+
+
+def test_inspect_command_prints_parameter_and_token_tables(capsys):
+    main(["inspect", "--config", str(ROOT / "configs/model/tiny_omni.yaml")])
+    out = capsys.readouterr().out
+    assert "| vision | SigLIPEncoder | 23,840 |" in out
+    assert "| tile 32x32 | 1 | 16 |" in out

@@ -20,7 +20,7 @@ _FAMILIES = {
     "benchmarks (data.benchmarks of valley3.eval.BenchmarkDataModule)": ("valley3.eval.benchmarks", "Benchmark"),
     "vision encoders (--model.model.vision)": ("valley3.models.vision", "VisionEncoder"),
     "audio encoders (--model.model.audio)": ("valley3.models.audio", "AudioEncoder"),
-    "connectors (--model.model.vision_connector / audio_connector)": ("valley3.models.connectors", "MLPConnector"),
+    "connectors (--model.model.vision_connector / audio_connector)": ("valley3.models.connectors", "Connector"),
     "decoders (--model.model.decoder)": ("valley3.models.decoders", "HFDecoder"),
 }
 
@@ -75,7 +75,9 @@ def components_help() -> str:
         for cls in _subclasses(base):
             doc = (inspect.getdoc(cls) or "").splitlines()[0] if cls.__doc__ else ""
             lines.append(f"    {_public_path(cls)}  {doc}")
-    lines.append("other commands: valley3 data demo --out DIR  (write the embedded demo dataset)")
+    lines.append("other commands:")
+    lines.append("  valley3 data demo --out DIR     write the embedded demo dataset (and its eval split)")
+    lines.append("  valley3 inspect --config FILE   parameters per component and tokens per image/frame/second")
     return "\n".join(lines)
 
 
@@ -107,6 +109,11 @@ def main(argv: list[str] | None = None) -> LightningCLI | None:
     args = sys.argv[1:] if argv is None else list(argv)
     if args and args[0] == "data":
         _data_main(args[1:])
+        return None
+    if args and args[0] == "inspect":
+        from valley3.inspect import main as inspect_main
+
+        inspect_main(args[1:])
         return None
     epilog = components_help()
     kwargs = {"epilog": epilog, "formatter_class": _HelpFormatter}
