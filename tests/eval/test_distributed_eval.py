@@ -12,7 +12,16 @@ import torch.distributed as dist
 
 from valley3.data.demo import make_demo
 from valley3.eval import BenchmarkDataModule
-from valley3.eval.benchmarks import EBay, ECInstruct, EcomCaption, EComMMMU, EcomVQA, OmniEcom
+from valley3.eval.benchmarks import (
+    ChineseEcomQA,
+    EBay,
+    ECInstruct,
+    EcomCaption,
+    EComMMMU,
+    EcomVQA,
+    MMECInstruct,
+    OmniEcom,
+)
 from valley3.eval.demo_split import write_eval_split
 from valley3.stages import EvalStage
 
@@ -44,7 +53,8 @@ def _datamodule(root: Path, media: dict[str, str]) -> BenchmarkDataModule:
         OmniEcom(str(ev / "omni_ecom.jsonl"), limit=11), EcomVQA(str(ev / "ecom_vqa.jsonl")),
         EcomCaption(str(ev / "ecom_caption.jsonl"), metrics=["bleu2", "cider", "rouge_l"], tokenizer="simple", limit=7),
         EBay(str(ev / "ebay.jsonl"), limit=13), EComMMMU(str(ev / "ecommmmu.jsonl"), limit=15),
-        ECInstruct(str(ev / "ecinstruct.jsonl"), limit=17),
+        ECInstruct(str(ev / "ecinstruct.jsonl"), limit=17), ChineseEcomQA(str(ev / "chinese_ecomqa.jsonl"), limit=7),
+        MMECInstruct(str(ev / "mmecinstruct.jsonl"), limit=13),
         EcomVQA(write_jsonl(root / "broken.jsonl", broken), name="vqa_broken"),
     ]
     return BenchmarkDataModule(benchmarks, batch_size=5)

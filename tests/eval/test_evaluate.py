@@ -10,11 +10,21 @@ import pytest
 import yaml
 
 from valley3.cli import main
-from valley3.eval.benchmarks import EBay, ECInstruct, EcomCaption, EComMMMU, EcomVQA, OmniEcom
+from valley3.eval.benchmarks import (
+    ChineseEcomQA,
+    EBay,
+    ECInstruct,
+    EcomCaption,
+    EComMMMU,
+    EcomVQA,
+    MMECInstruct,
+    OmniEcom,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 SUITES = {"omni_ecom": OmniEcom, "ecom_vqa": EcomVQA, "ecom_caption": EcomCaption, "ebay": EBay,
-          "ecommmmu": EComMMMU, "ecinstruct": ECInstruct}
+          "ecommmmu": EComMMMU, "ecinstruct": ECInstruct, "chinese_ecomqa": ChineseEcomQA,
+          "mmecinstruct": MMECInstruct}
 EXPECTED_ROWS = {
     "omni_ecom": ["product_understanding", "after_sales", "search_recommendation", "livestream", "short_video",
                   "moderation", "overall"],
@@ -25,6 +35,10 @@ EXPECTED_ROWS = {
     "ecommmmu": ["AP", "BQA", "CP", "SR", "MPC", "PSI", "SA", "PRP", "overall"],
     "ecinstruct": ["Attribute_Value_Extraction", "Multiclass_Product_Classification", "Product_Matching",
                    "Sentiment_Analysis", "Sequential_Recommendation", "Answer_Generation", "overall"],
+    "chinese_ecomqa": ["category_concept", "attribute_concept", "brand_concept", "overall"],
+    "mmecinstruct": ["Answerability_Prediction", "Category_Classification", "Product_Relation_Prediction",
+                     "Product_Substitute_Identification", "Multiclass_Product_Classification", "Sentiment_Analysis",
+                     "Sequential_Recommendation", "overall"],
 }
 
 

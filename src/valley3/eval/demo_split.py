@@ -13,6 +13,14 @@ from valley3.data.demo import BRANDS, CATEGORIES, COLOURS
 FASHION = ("shoe", "bag", "shirt", "hat", "watch")
 VIDEO_SUBTASKS = ("GVU", "PEU", "AL", "VCR")
 WHEN = ["at the start", "in the middle", "at the end"]
+# Chinese names of the demo's attributes, for ChineseEcomQA's templated questions.
+COLOURS_ZH = {"red": "红色", "blue": "蓝色", "green": "绿色", "yellow": "黄色", "black": "黑色", "white": "白色",
+              "orange": "橙色", "purple": "紫色"}
+CATEGORIES_ZH = {"shoe": "鞋", "bag": "包", "shirt": "衬衫", "mug": "马克杯", "lamp": "台灯", "watch": "手表",
+                 "hat": "帽子", "bottle": "水瓶"}
+MATERIALS_ZH = {"leather": "皮革", "canvas": "帆布", "suede": "麂皮", "nylon": "尼龙", "cotton": "棉", "linen": "亚麻",
+                "silk": "丝绸", "ceramic": "陶瓷", "glass": "玻璃", "steel": "钢", "wood": "木", "titanium": "钛",
+                "wool": "羊毛", "straw": "草", "plastic": "塑料"}
 
 
 def _options(rng: random.Random, answer: str, pool: list[str], n: int = 4) -> tuple[list[str], str]:
@@ -198,8 +206,58 @@ def _ecinstruct(val: list[dict], catalog: list[dict], rng: random.Random, demo: 
     return [{"id": f"eci{n:02d}", **row} for n, row in enumerate(rows)]
 
 
+def _chinese_ecomqa(val: list[dict], catalog: list[dict], rng: random.Random, demo: Path, out: Path) -> list[dict]:
+    rows = []
+    for n in range(2):
+        p = val[n % len(val)]
+        colour, kind, material = COLOURS_ZH[p["colour"]], CATEGORIES_ZH[p["category"]], MATERIALS_ZH[p["material"]]
+        item = f"“{p['title']}”"  # the answers are the Chinese names of the title's attributes
+        rows += [
+            _rec(category="category_concept", sub_category=kind, question=f"{item}属于什么商品品类？", answer=kind),
+            _rec(category="attribute_concept", sub_category=kind, question=f"{item}是什么颜色的？", answer=colour),
+            _rec(category="attribute_concept", sub_category=kind, question=f"{item}是什么材质的？", answer=material),
+            _rec(category="brand_concept", sub_category=kind, question=f"{item}是哪个品牌的商品？",
+                 answer=p["brand"]),
+        ]
+    return [{"id": f"zh{n:02d}", **row} for n, row in enumerate(rows)]
+
+
+def _mmecinstruct(val: list[dict], catalog: list[dict], rng: random.Random, demo: Path, out: Path) -> list[dict]:
+    relations = ["A: also bought", "B: also viewed", "C: bought together", "D: unrelated"]
+    relevance = ["A: exact", "B: substitute", "C: complement", "D: irrelevant"]
+    rows = []
+    for n in range(2):
+        p, q = val[n % len(val)], val[(n + 1) % len(val)]
+        img, pair = [f"../{p['image']}"], [f"../{p['image']}", f"../{q['image']}"]
+        two, same = f"Product 1: <image>{p['title']}. Product 2: <image>{q['title']}.", p["category"] == q["category"]
+        new = [
+            _rec(task="Answerability_Prediction", instruction="Can the question be answered from the product image "
+                 "and title? Answer yes or no.", input=f"{p['title']}. Question: what colour is it?", images=img,
+                 output="yes"),
+            _rec(task="Category_Classification", instruction="Which category is the product in the image?",
+                 input=p["title"], images=img, options=sorted(CATEGORIES), output=p["category"]),
+            _rec(task="Product_Relation_Prediction", instruction="How are the two products related?", input=two,
+                 images=pair, options=relations, output="A" if same else "D"),
+            _rec(task="Product_Substitute_Identification", instruction="Could product 2 substitute for product 1? "
+                 "Answer yes or no.", input=two, images=pair, output="yes" if same else "no"),
+            _rec(task="Multiclass_Product_Classification", instruction="How relevant is the product to the query?",
+                 input=f"Query: {p['colour']} {p['category']}. Product: {p['title']}", images=img, options=relevance,
+                 output="A"),
+            _rec(task="Sentiment_Analysis", instruction="Is the review of the product in the image positive or "
+                 "negative?", input=f"The {p['category']} broke after one day.", images=img,
+                 options=["A: positive", "B: negative"], output="B"),
+            _rec(task="Sequential_Recommendation", instruction="The user bought the item in the image; which "
+                 "candidate comes next? Answer with its id.", input=f"History: {q['id']}. Candidates: {p['id']}, "
+                 f"{q['id']}", images=[f"../{q['image']}"], output=p["id"]),
+        ]
+        caption = {f"../{o['image']}": f"A {o['colour']} {o['material']} {o['category']}." for o in (p, q)}
+        rows += [{**row, "caption_info": [caption[i] for i in row["images"]]} for row in new]
+    return [{"id": f"mmeci{n:02d}", **row} for n, row in enumerate(rows)]
+
+
 SUITES = {"omni_ecom": _omni_ecom, "ecom_vqa": _ecom_vqa, "ecom_caption": _ecom_caption, "ebay": _ebay,
-          "ecommmmu": _ecommmmu, "ecinstruct": _ecinstruct}
+          "ecommmmu": _ecommmmu, "ecinstruct": _ecinstruct, "chinese_ecomqa": _chinese_ecomqa,
+          "mmecinstruct": _mmecinstruct}
 
 
 def write_eval_split(demo_dir: str | Path, seed: int = 0) -> dict[str, Path]:

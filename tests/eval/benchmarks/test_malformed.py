@@ -7,7 +7,16 @@ import math
 
 import pytest
 
-from valley3.eval.benchmarks import EBay, ECInstruct, EcomCaption, EComMMMU, EcomVQA, OmniEcom
+from valley3.eval.benchmarks import (
+    ChineseEcomQA,
+    EBay,
+    ECInstruct,
+    EcomCaption,
+    EComMMMU,
+    EcomVQA,
+    MMECInstruct,
+    OmniEcom,
+)
 from valley3.eval.report import attach_counts
 
 from ._util import write_jsonl
@@ -30,6 +39,11 @@ def _suites(tmp_path, media):
                                                                "instruction": "I", "output": {"k": "v"}}])),
         "caption": EcomCaption(write_jsonl(tmp_path / "c.jsonl", [{"id": "c", "images": img, "caption": "a bag"}]),
                                metrics=["bleu2", "rouge_l"], tokenizer="simple"),
+        "zh": ChineseEcomQA(write_jsonl(tmp_path / "z.jsonl", [{"id": "z", "category": "brand_concept",
+                                                                  "question": "是正品吗？", "answer": "是"}])),
+        "mm": MMECInstruct(write_jsonl(tmp_path / "mm.jsonl", [{"id": "m", "task": "Sentiment_Analysis",
+                                                                  "instruction": "I", "images": img,
+                                                                  "options": ["A: pos", "B: neg"], "output": "B"}])),
     }
 
 
@@ -40,6 +54,8 @@ EXPECTED = {  # the failure reason of each output, per answer kind (None: a well
     "ranking": ["empty", None, "truncated_json", None, "no_answer"],
     "f1": ["empty", "no_json", "truncated_json", "no_json", "no_answer"],
     "caption": ["empty", None, "truncated_json", None, "no_answer"],
+    "zh": ["empty", None, "truncated_json", None, "no_answer"],
+    "mm": ["empty", None, "truncated_json", None, "no_answer"],  # a letter target: "E" is a wrong letter
 }
 
 

@@ -1,16 +1,19 @@
 """Benchmark suites of the three papers, one file each, all behind the :class:`Benchmark` contract."""
 
 from valley3.eval.benchmarks.base import Benchmark, EvalItem, SampleScore, answer_letter, options_block
+from valley3.eval.benchmarks.chinese_ecomqa import ChineseEcomQA, normalize_cjk
 from valley3.eval.benchmarks.ebay import EBay
 from valley3.eval.benchmarks.ecinstruct import ECInstruct
 from valley3.eval.benchmarks.ecom_caption import EcomCaption
 from valley3.eval.benchmarks.ecom_vqa import EcomVQA
 from valley3.eval.benchmarks.ecommmmu import EComMMMU
 from valley3.eval.benchmarks.judge import HTTPJudge, Judge, JudgeShares, LocalModelJudge, PromptJudge, RuleJudge
+from valley3.eval.benchmarks.mmecinstruct import MMECInstruct
 from valley3.eval.benchmarks.omni_ecom import OmniEcom
 
 __all__ = [
     "Benchmark",
+    "ChineseEcomQA",
     "EBay",
     "ECInstruct",
     "EComMMMU",
@@ -21,10 +24,12 @@ __all__ = [
     "Judge",
     "JudgeShares",
     "LocalModelJudge",
+    "MMECInstruct",
     "OmniEcom",
     "PromptJudge",
     "RuleJudge",
     "SampleScore",
     "answer_letter",
+    "normalize_cjk",
     "options_block",
 ]
