@@ -9,13 +9,33 @@ import torch
 from valley3.data.processor import IGNORE_INDEX, Example
 
 
+def stack_or_list(pictures: list[torch.Tensor]) -> torch.Tensor | list[torch.Tensor]:
+    """[N, 3, H, W] when every picture has one size (fixed-resolution encoders), else the list of [3, H, W]
+    (native resolution), which OmniModel encodes in groups of equal size."""
+    if len({tuple(p.shape) for p in pictures}) == 1:
+        return torch.stack(pictures)
+    return pictures
+
+
 def group_media(examples: list[Example]) -> dict[str, Any]:
-    """Stack every example's media by modality; `*_owner` is the index in `examples` of each item's owner."""
+    """Every example's media by modality, in sample order; `*_owner` is the index in `examples` of each item's owner.
+
+    Images: `pixel_values` (see `stack_or_list`; each tile is one item) and `image_owner` [I]. Videos: their
+    frames one after another in `video_pixels` (as `pixel_values`), `video_frames` [V] frames per video,
+    `video_owner` [V] and `video_timestamps` [sum frames] seconds. Audio: `audio_features` [A, mels, longest]
+    zero-padded, `audio_lengths` [A] and `audio_owner` [A].
+    """
     batch: dict[str, Any] = {}
     images = [(row, px) for row, ex in enumerate(examples) for px in ex.pixel_values]
     if images:
-        batch["pixel_values"] = torch.stack([px for _, px in images])
+        batch["pixel_values"] = stack_or_list([px for _, px in images])
         batch["image_owner"] = torch.tensor([row for row, _ in images], dtype=torch.long)
+    videos = [(row, v, t) for row, ex in enumerate(examples) for v, t in zip(ex.video_pixels, ex.video_timestamps)]
+    if videos:
+        batch["video_pixels"] = stack_or_list([frame for _, v, _ in videos for frame in v])
+        batch["video_frames"] = torch.tensor([v.shape[0] for _, v, _ in videos], dtype=torch.long)
+        batch["video_owner"] = torch.tensor([row for row, _, _ in videos], dtype=torch.long)
+        batch["video_timestamps"] = torch.cat([t for _, _, t in videos])
     audios = [(row, mel) for row, ex in enumerate(examples) for mel in ex.audio_features]
     if audios:
         lengths = [mel.shape[-1] for _, mel in audios]

@@ -32,7 +32,7 @@ class PackBudget:
 
     Args:
         max_tokens: tokens per pack (the packed row length).
-        max_images: images per pack (None: no limit).
+        max_images: images per pack, each tile of a tiled image counted (None: no limit).
         max_video_frames: video frames per pack (None: no limit).
         max_audio_seconds: seconds of audio per pack (None: no limit).
         over_long: a sample longer than `max_tokens` is "truncate"d (its end cut; skipped instead if the cut
@@ -83,11 +83,10 @@ class PackStats:
 
 def cost_of(example: Example, audio_frame_rate: float = 100.0) -> Cost:
     """An example's demand; `audio_frame_rate` is log-mel frames per second (Whisper: 16 kHz / hop 160)."""
-    videos = getattr(example, "videos", None) or []  # [frames, ...] tensors once examples carry video
     return Cost(
         tokens=len(example),
-        images=len(example.pixel_values),
-        video_frames=sum(int(v.shape[0]) for v in videos),
+        images=len(example.pixel_values),  # a tiled image counts each tile: each is one encoder input
+        video_frames=sum(int(v.shape[0]) for v in example.video_pixels),
         audio_seconds=sum(mel.shape[-1] for mel in example.audio_features) / audio_frame_rate,
     )
 
@@ -102,7 +101,7 @@ def fit_example(example: Example, budget: PackBudget, media_ids: Sequence[int] =
     if media_ids:
         cuts_media = bool(torch.isin(cut, torch.tensor(list(media_ids))).any())
     else:  # without the placeholder ids a sample with media cannot be cut safely
-        cuts_media = bool(example.pixel_values or example.audio_features or getattr(example, "videos", None))
+        cuts_media = bool(example.pixel_values or example.audio_features or example.video_pixels)
     if cuts_media:
         return None, "skipped"
     keep = slice(0, budget.max_tokens)

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
 
-from valley3.data.media import MediaError
-from valley3.data.media.audio import load_audio, log_mel
-from valley3.data.media.image import load_image, to_pixels
+from valley3.data.media.audio import load_audio
+from valley3.data.media.image import should_tile
+from valley3.data.media.video import load_video_audio
+from valley3.data.media_runs import AudioSpec, ImageSpec, VideoSpec, audio_mel, image_pixels, video_pixels
 from valley3.data.schema import MEDIA_KINDS, Sample
 from valley3.data.templates import ChatTemplate, SpecialTokens
 
@@ -22,35 +22,16 @@ class SampleError(ValueError):
     """A sample that cannot become an example (too long, reserved tokens, a modality the model lacks)."""
 
 
-@dataclass(frozen=True)
-class ImageSpec:
-    """How the model wants images: the processor resizes to `size` and asks `num_tokens(h, w)`."""
-
-    size: int
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-    num_tokens: Callable[[int, int], int]
-
-
-@dataclass(frozen=True)
-class AudioSpec:
-    """How the model wants audio: log-mel settings and `num_tokens(frames)`."""
-
-    sampling_rate: int
-    n_mels: int
-    n_fft: int
-    hop_length: int
-    num_tokens: Callable[[int], int]
-
-
 @dataclass
 class Example:
     input_ids: torch.Tensor  # [L] long
     labels: torch.Tensor  # [L] long, IGNORE_INDEX where not trained
     sample_id: str
     source: str
-    pixel_values: list[torch.Tensor] = field(default_factory=list)  # each [3, H, W]
-    audio_features: list[torch.Tensor] = field(default_factory=list)  # each [n_mels, frames]
+    pixel_values: list[torch.Tensor] = field(default_factory=list)  # each [3, H, W]; a tiled image adds each tile
+    audio_features: list[torch.Tensor] = field(default_factory=list)  # each [n_mels, frames], in placeholder order
+    video_pixels: list[torch.Tensor] = field(default_factory=list)  # each [T, 3, H, W]
+    video_timestamps: list[torch.Tensor] = field(default_factory=list)  # each [T] seconds, kept for TM-RoPE
     reference: str | None = None  # the held-out answer when built for generation
 
     def __len__(self) -> int:
@@ -73,6 +54,7 @@ class OmniProcessor:
         image: image settings of the model, or None if it has no vision.
         audio: audio settings of the model, or None if it has no audio.
         max_len: examples longer than this are truncated (when no media is cut) or rejected.
+        video: how videos are sampled (default `VideoSpec()`); their frames use `image`'s settings.
     """
 
     def __init__(
@@ -82,12 +64,17 @@ class OmniProcessor:
         image: ImageSpec | None = None,
         audio: AudioSpec | None = None,
         max_len: int | None = None,
+        video: VideoSpec | None = None,
     ):
         self.tokenizer = tokenizer
         self.template = template or ChatTemplate()
         self.image = image
         self.audio = audio
         self.max_len = max_len
+        self.video = video or VideoSpec()
+        if self.video.audio and audio is None:
+            raise ValueError("VideoSpec(audio=True) needs a model with an audio encoder")
+        self.video_audio = audio is not None and self.video.audio is not False
         tokens = self.template.tokens
         ensure_special_tokens(tokenizer, tokens)
         self.token_ids = {kind: tokenizer.convert_tokens_to_ids(tokens.placeholder(kind)) for kind in MEDIA_KINDS}
@@ -127,20 +114,27 @@ class OmniProcessor:
     def _media_run(self, kind: str, path: str, example: Example, sample: Sample) -> list[int]:
         """Load one media item onto `example` and return its bracketed placeholder ids."""
         if kind == "image" and self.image is not None:
-            pixels = to_pixels(load_image(path), self.image.size, self.image.mean, self.image.std)
-            example.pixel_values.append(pixels)
-            n = self.image.num_tokens(*pixels.shape[-2:])
-        elif kind == "audio" and self.audio is not None:
-            spec = self.audio
-            wave = load_audio(path, spec.sampling_rate)
-            try:
-                mel = log_mel(wave, spec.sampling_rate, spec.n_mels, spec.n_fft, spec.hop_length)
-            except ValueError as err:  # a clip shorter than one STFT window
-                raise MediaError(path, str(err)) from err
-            example.audio_features.append(mel)
-            n = spec.num_tokens(mel.shape[-1])
-        else:
-            raise SampleError(f"{sample.source} (sample {sample.id!r}): has {kind} input but the model takes no {kind}")
+            # Valley2's policy: only a sample's single image is tiled; its tiles share one placeholder run.
+            pixels = image_pixels(self.image, path, tile=should_tile(len(sample.media_of("image"))))
+            example.pixel_values += pixels
+            return self._run("image", sum(self.image.num_tokens(*px.shape[-2:]) for px in pixels))
+        if kind == "audio" and self.audio is not None:
+            return self._audio_run(load_audio(path, self.audio.sampling_rate), path, example)
+        if kind == "video" and self.image is not None:
+            frames, times = video_pixels(self.image, self.video, path)
+            run = self._run("video", frames.shape[0] * self.image.num_tokens(*frames.shape[-2:]))
+            wave = load_video_audio(path, self.audio.sampling_rate) if self.video_audio else None
+            example.video_pixels.append(frames)
+            example.video_timestamps.append(times)
+            return run if wave is None else run + self._audio_run(wave, path, example)
+        raise SampleError(f"{sample.source} (sample {sample.id!r}): has {kind} input but the model takes no {kind}")
+
+    def _audio_run(self, wave: torch.Tensor, path: str, example: Example) -> list[int]:
+        mel = audio_mel(self.audio, wave, path)
+        example.audio_features.append(mel)
+        return self._run("audio", self.audio.num_tokens(mel.shape[-1]))
+
+    def _run(self, kind: str, n: int) -> list[int]:
         start, end = self.template.tokens.brackets(kind)
         tok = self.tokenizer.convert_tokens_to_ids
         return [tok(start)] + [self.token_ids[kind]] * n + [tok(end)]

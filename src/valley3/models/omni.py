@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from itertools import accumulate
 from typing import Any
 
 import torch
@@ -86,40 +87,65 @@ class OmniModel(nn.Module):
     def embed(
         self,
         input_ids: torch.Tensor,
-        pixel_values: torch.Tensor | None = None,
+        pixel_values: torch.Tensor | Sequence[torch.Tensor] | None = None,
         image_owner: torch.Tensor | None = None,
         audio_features: torch.Tensor | None = None,
         audio_lengths: torch.Tensor | None = None,
         audio_owner: torch.Tensor | None = None,
+        video_pixels: torch.Tensor | Sequence[torch.Tensor] | None = None,
+        video_frames: torch.Tensor | None = None,
+        video_owner: torch.Tensor | None = None,
         sample_ids: Sequence[str] | None = None,
         cu_seqlens: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Token embeddings with every placeholder replaced by its media feature, in order.
 
-        In a packed batch `*_owner` indexes samples (not rows) and `cu_seqlens` says where each sample lies,
-        so a mismatch still names the sample at fault.
+        Pictures (`pixel_values`, and `video_pixels`: the frames of every video one after another) come as
+        [N, 3, H, W], or as a list of [3, H, W] when sizes differ (native resolution). `video_frames` says how
+        many frames each video has. In a packed batch `*_owner` indexes samples (not rows) and `cu_seqlens` says
+        where each sample lies, so a mismatch still names the sample at fault.
         """
         if not self.token_ids:
             raise RuntimeError("OmniModel.bind_tokenizer(...) must run before the model sees tokens")
         embeds = self.decoder.embed_tokens(input_ids)
+        where = (sample_ids, cu_seqlens)
         if pixel_values is not None and len(pixel_values):
-            grid = self.vision.grid(*pixel_values.shape[-2:])
-            features = self.vision_connector(self.vision(pixel_values), grid)  # [images, tokens, width]
-            per_item = [features.shape[1]] * features.shape[0]
-            embeds = self._scatter(
-                embeds, input_ids, "image", features.flatten(0, 1), per_item, image_owner, sample_ids, cu_seqlens
-            )
+            features, per_item = self._encode_pictures(pixel_values)
+            embeds = self._scatter(embeds, input_ids, "image", features, per_item, image_owner, *where)
+        if video_pixels is not None and len(video_pixels):
+            features, per_frame = self._encode_pictures(video_pixels)
+            per_video = [sum(n) for n in _split(per_frame, video_frames.tolist())]
+            embeds = self._scatter(embeds, input_ids, "video", features, per_video, video_owner, *where)
         if audio_features is not None and len(audio_features):
             features = self.audio_connector(self.audio(audio_features, audio_lengths))
             per_item = [self.audio.num_tokens(n) for n in audio_lengths.tolist()]
-            embeds = self._scatter(embeds, input_ids, "audio", features, per_item, audio_owner, sample_ids, cu_seqlens)
-        for kind in ("image", "audio", "video"):
-            has_media = (pixel_values if kind == "image" else audio_features if kind == "audio" else None) is not None
-            if not has_media and (input_ids == self.token_ids[kind]).any():
+            embeds = self._scatter(embeds, input_ids, "audio", features, per_item, audio_owner, *where)
+        given = {"image": pixel_values, "audio": audio_features, "video": video_pixels}
+        for kind, inputs in given.items():
+            if (inputs is None or not len(inputs)) and (input_ids == self.token_ids[kind]).any():
                 raise PlaceholderMismatch(f"the batch has {kind} placeholder tokens but no {kind} inputs")
         return embeds
 
-    def _scatter(self, embeds, input_ids, kind, features, per_item, owner, sample_ids, cu_seqlens=None) -> torch.Tensor:
+    def _encode_pictures(self, pixels: torch.Tensor | Sequence[torch.Tensor]) -> tuple[torch.Tensor, list[int]]:
+        """Connector outputs of every picture, concatenated in order [sum tokens, width], and tokens per picture.
+
+        Pictures of one size share a forward pass; a native-resolution batch runs one pass per distinct size.
+        """
+        if isinstance(pixels, torch.Tensor):
+            features = self.vision_connector(self.vision(pixels), self.vision.grid(*pixels.shape[-2:]))
+            return features.flatten(0, 1), [features.shape[1]] * features.shape[0]
+        by_size: dict[tuple[int, int], list[int]] = {}
+        for i, picture in enumerate(pixels):
+            by_size.setdefault(tuple(picture.shape[-2:]), []).append(i)
+        out: list[torch.Tensor | None] = [None] * len(pixels)
+        for (height, width), indices in by_size.items():
+            group = torch.stack([pixels[i] for i in indices])
+            features = self.vision_connector(self.vision(group), self.vision.grid(height, width))
+            for i, feature in zip(indices, features):
+                out[i] = feature
+        return torch.cat(out), [feature.shape[0] for feature in out]
+
+    def _scatter(self, embeds, input_ids, kind, features, per_item, owner, sample_ids, cu_seqlens) -> torch.Tensor:
         mask = input_ids == self.token_ids[kind]
         if int(mask.sum()) != features.shape[0]:
             raise PlaceholderMismatch(self._mismatch_message(kind, mask, per_item, owner, sample_ids, cu_seqlens))
@@ -157,7 +183,8 @@ class OmniModel(nn.Module):
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, max_new_tokens: int = 64, **kwargs: Any
     ) -> torch.Tensor:
         """Greedy (by default) continuation ids [B, new] of left-padded prompts, with a KV cache."""
-        media_keys = ("pixel_values", "image_owner", "audio_features", "audio_lengths", "audio_owner", "sample_ids")
+        media_keys = ("pixel_values", "image_owner", "audio_features", "audio_lengths", "audio_owner",
+                      "video_pixels", "video_frames", "video_owner", "sample_ids")
         media = {k: kwargs.pop(k) for k in media_keys if k in kwargs}
         embeds = self.embed(input_ids, **media)
         kwargs.setdefault("do_sample", False)
@@ -171,3 +198,9 @@ class OmniModel(nn.Module):
             if module is not None:
                 classes |= module.block_classes
         return classes
+
+
+def _split(items: list[int], sizes: list[int]) -> list[list[int]]:
+    """`items` cut into consecutive runs of the given sizes."""
+    ends = list(accumulate(sizes))
+    return [items[end - n : end] for end, n in zip(ends, sizes)]

@@ -14,28 +14,42 @@ from lightning.pytorch.utilities import rank_zero_info
 from safetensors.torch import load_file
 from transformers import AutoTokenizer
 
-from valley3.data.processor import IGNORE_INDEX, AudioSpec, ImageSpec, OmniProcessor
+from valley3.data.processor import IGNORE_INDEX, AudioSpec, ImageSpec, OmniProcessor, VideoSpec
 from valley3.data.templates import ChatTemplate, SpecialTokens
 from valley3.models.omni import OmniModel
 
 MODEL_INPUTS = (
     "input_ids", "attention_mask", "position_ids", "pixel_values", "image_owner",
-    "audio_features", "audio_lengths", "audio_owner", "sample_ids", "cu_seqlens",
+    "audio_features", "audio_lengths", "audio_owner", "video_pixels", "video_frames", "video_owner",
+    "sample_ids", "cu_seqlens",
 )
 
 
-def build_processor(model: OmniModel, system_prompt: str = "You are a helpful assistant.") -> OmniProcessor:
-    """The processor for `model`: its tokenizer, its placeholder tokens and its own token-count functions."""
+def build_processor(
+    model: OmniModel,
+    system_prompt: str = "You are a helpful assistant.",
+    max_tiles: int = 1,
+    video: VideoSpec | None = None,
+) -> OmniProcessor:
+    """The processor for `model`: its tokenizer, its placeholder tokens and its own size and token-count functions.
+
+    Args:
+        model: the network whose encoders decide sizes and token counts.
+        system_prompt: system turn used when a sample has none.
+        max_tiles: a sample's single image is cut into up to this many tiles (plus a thumbnail); 1 = no tiling.
+        video: how videos are sampled (default `VideoSpec()`).
+    """
     tokenizer = AutoTokenizer.from_pretrained(model.decoder.tokenizer_path)
     tokens = SpecialTokens(**{kind: tok for kind, tok in model.media_tokens.items()})
     image = audio = None
     if model.vision is not None:
         v = model.vision
-        image = ImageSpec(v.image_size, v.image_mean, v.image_std, model.image_num_tokens)
+        image = ImageSpec(v.image_size, v.image_mean, v.image_std, model.image_num_tokens, max_tiles, v.input_size)
     if model.audio is not None:
         a = model.audio
         audio = AudioSpec(a.sampling_rate, a.n_mels, a.n_fft, a.hop_length, model.audio_num_tokens)
-    processor = OmniProcessor(tokenizer, ChatTemplate(tokens, system_prompt), image=image, audio=audio)
+    template = ChatTemplate(tokens, system_prompt)
+    processor = OmniProcessor(tokenizer, template, image=image, audio=audio, video=video)
     model.bind_tokenizer(processor.token_ids, len(tokenizer))
     return processor
 
@@ -66,6 +80,11 @@ class OmniStage(L.LightningModule):
         init_from: a checkpoint (Lightning .ckpt or .safetensors) whose weights initialise the model.
         system_prompt: system turn used when a sample has none.
         max_new_tokens: generation length in `predict_step`.
+        max_tiles: dynamic tiling: a sample's single image becomes up to this many tiles plus a thumbnail, each
+            costing an image's tokens (Valley2: 9); multi-image samples and video frames are never tiled. 1 = off.
+        video: video frame sampling and audio-in-video, as `VideoSpec` keywords, e.g. `{fps: 2, max_frames: 32}`
+            or `{num_frames: 8, audio: false}`. Default: 16 uniform frames, the audio track added when the model
+            has an audio encoder. (A dict, not a VideoSpec, so checkpoints keep plain hyperparameters.)
     """
 
     def __init__(
@@ -79,6 +98,8 @@ class OmniStage(L.LightningModule):
         init_from: str | None = None,
         system_prompt: str = "You are a helpful assistant.",
         max_new_tokens: int = 64,
+        max_tiles: int = 1,
+        video: dict[str, Any] | None = None,
     ):
         super().__init__()
         # Under LightningCLI `model` is saved as its config (so a checkpoint rebuilds its own model);
@@ -91,7 +112,7 @@ class OmniStage(L.LightningModule):
         self.lrs = {name: (lr or {}).get(name, default_lr) for name in model.components()}
         for name, module in model.components().items():
             module.requires_grad_(self.lrs[name] > 0)
-        self.processor = build_processor(model, system_prompt)
+        self.processor = build_processor(model, system_prompt, max_tiles, VideoSpec(**(video or {})))
         self.max_len = max_len
         if init_from:
             self.load_weights(init_from)

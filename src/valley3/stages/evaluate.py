@@ -40,6 +40,8 @@ class EvalStage(OmniStage):
         system_prompt: system turn of prompts whose benchmark sets none.
         max_new_tokens: generation budget of benchmarks that set none.
         out_dir: folder of the results (default: the logger's run folder, else the trainer's root dir).
+        max_tiles: dynamic tiling of single images, as the model was trained (see `OmniStage`).
+        video: video sampling as `VideoSpec` keywords, as the model was trained (see `OmniStage`).
     """
 
     def __init__(
@@ -50,6 +52,8 @@ class EvalStage(OmniStage):
         system_prompt: str = "You are a helpful assistant.",
         max_new_tokens: int = 64,
         out_dir: str | None = None,
+        max_tiles: int = 1,
+        video: dict[str, Any] | None = None,
     ):
         super().__init__(
             model,
@@ -58,6 +62,8 @@ class EvalStage(OmniStage):
             init_from=init_from,
             system_prompt=system_prompt,
             max_new_tokens=max_new_tokens,
+            max_tiles=max_tiles,
+            video=video,
         )
         self.out_dir = out_dir
         self.benchmarks: list[Benchmark] = []

@@ -26,7 +26,7 @@ class PackingConfig:
 
     Args:
         max_tokens: tokens per pack.
-        max_images: images per pack (None: no limit).
+        max_images: images per pack, each tile of a tiled image counted (None: no limit).
         max_video_frames: video frames per pack (None: no limit).
         max_audio_seconds: seconds of audio per pack (None: no limit).
         over_long: "truncate" or "skip" a sample longer than `max_tokens` (counted either way).
@@ -115,15 +115,18 @@ class OnlinePackDataset(IterableDataset):
 def _processor_digest(processor) -> dict[str, Any]:
     """What decides a sample's length: tokenizer, template, media settings and token counts, max_len."""
     digest: dict[str, Any] = {"tokenizer": [getattr(processor.tokenizer, "name_or_path", ""), len(processor.tokenizer)],
-                              "template": repr(processor.template), "max_len": processor.max_len}
+                              "template": repr(processor.template), "max_len": processor.max_len,
+                              "video": dataclasses.asdict(processor.video), "video_audio": processor.video_audio}
     image, audio = processor.image, processor.audio
     for kind, spec in (("image", image), ("audio", audio)):
         if spec is not None:
             fields = {f.name: getattr(spec, f.name) for f in dataclasses.fields(spec)}
             digest[kind] = {name: v for name, v in fields.items() if not callable(v)}
-    # Token counts come from the model (encoder and connector), which the settings above do not show.
+    # Sizes and token counts come from the model (encoder and connector), which the settings above do not show;
+    # a non-square probe tells a native-resolution encoder from a fixed one.
     if image is not None:
-        digest["image"]["tokens"] = image.num_tokens(image.size, image.size)
+        digest["image"]["tokens"] = [image.num_tokens(image.size, image.size), image.resize(300, 500),
+                                     image.num_tokens(*image.resize(300, 500))]
     if audio is not None:
         digest["audio"]["tokens"] = audio.num_tokens(3000)
     return digest

@@ -1,0 +1,94 @@
+"""The model's media settings (ImageSpec, AudioSpec, VideoSpec) and the loaders that turn one item into tensors."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from valley3.data.media import MediaError
+from valley3.data.media.audio import log_mel
+from valley3.data.media.image import load_image, tile_image, to_pixels
+from valley3.data.media.video import load_video, sample_indices
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """How the model wants images: each is resized to `resize(h, w)` and costs `num_tokens(h, w)` placeholders.
+
+    `size` is the square side of a fixed-resolution encoder and of every tile; `input_size` (the encoder's own,
+    None for the square) lets a native-resolution encoder see an image at its aspect ratio.
+    """
+
+    size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    num_tokens: Callable[[int, int], int]
+    max_tiles: int = 1  # a sample's single image becomes up to this many tiles plus a thumbnail; 1 = no tiling
+    input_size: Callable[[int, int], tuple[int, int]] | None = None
+
+    def __post_init__(self):
+        if self.max_tiles < 1:
+            raise ValueError(f"max_tiles must be at least 1, got {self.max_tiles}")
+
+    def resize(self, height: int, width: int) -> tuple[int, int]:
+        """(height, width) the encoder takes a picture of this size at."""
+        return self.input_size(height, width) if self.input_size is not None else (self.size, self.size)
+
+
+@dataclass(frozen=True)
+class AudioSpec:
+    """How the model wants audio: log-mel settings and `num_tokens(frames)`."""
+
+    sampling_rate: int
+    n_mels: int
+    n_fft: int
+    hop_length: int
+    num_tokens: Callable[[int], int]
+
+
+@dataclass(frozen=True)
+class VideoSpec:
+    """How videos are sampled (see `load_video`); the frames then take the image path, untiled.
+
+    Args:
+        num_frames: sample this many frames uniformly over the clip; exclusive with `fps`.
+        fps: sample at this many frames per second of video; exclusive with `num_frames`.
+        max_frames: the most frames per video (neither `num_frames` nor `fps`: this many, uniformly).
+            Each frame costs as many tokens as an untiled image, so this bounds a video's length in tokens.
+        audio: append the video's audio track (if it has one) as an audio item right after its frames;
+            None: whenever the model has an audio encoder.
+        backend: "auto" (decord, then torchcodec, then PyAV) or one of them.
+    """
+
+    num_frames: int | None = None
+    fps: float | None = None
+    max_frames: int = 16
+    audio: bool | None = None
+    backend: str = "auto"
+
+    def __post_init__(self):
+        sample_indices(1, 1.0, self.num_frames, self.fps, self.max_frames)  # the same argument errors, early
+
+
+def image_pixels(spec: ImageSpec, path: str, tile: bool) -> list[torch.Tensor]:
+    """One image as the [3, H, W] tensors the encoder sees: its tiles and thumbnail when `tile`, else itself."""
+    image = load_image(path)
+    parts = tile_image(image, spec.size, spec.max_tiles) if tile and spec.max_tiles > 1 else [image]
+    return [to_pixels(p, spec.resize(p.height, p.width), spec.mean, spec.std) for p in parts]
+
+
+def audio_mel(spec: AudioSpec, wave: torch.Tensor, path: str) -> torch.Tensor:
+    """The log-mel features [n_mels, frames] of a waveform read from `path`."""
+    try:
+        return log_mel(wave, spec.sampling_rate, spec.n_mels, spec.n_fft, spec.hop_length)
+    except ValueError as err:  # a clip shorter than one STFT window
+        raise MediaError(path, str(err)) from err
+
+
+def video_pixels(image: ImageSpec, video: VideoSpec, path: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The sampled frames [T, 3, H, W] (sized and normalised as an untiled image) and their times [T] in seconds."""
+    clip = load_video(path, video.num_frames, video.fps, video.max_frames, video.backend)
+    height, width = clip.frames.shape[1:3]
+    return clip.pixels(image.resize(height, width), image.mean, image.std), clip.timestamps
