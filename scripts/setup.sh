@@ -15,7 +15,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   else
-    echo "setup: please install ${missing[*]} (the tests that need them will be skipped)" >&2
+    echo "setup: please install ${missing[*]}: the demo speech, video tests and caption metrics need them" >&2
   fi
 fi
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.mark.parametrize("args", [["--help"], ["fit", "--help"]])
 def test_help_lists_swappable_components_with_docstrings(args):
-    out = subprocess.run(["valley3", *args], capture_output=True, text=True, check=True).stdout
+    # The module, not the console script: a venv that is not activated has no `valley3` on PATH.
+    out = subprocess.run([sys.executable, "-m", "valley3.cli", *args], capture_output=True, text=True, check=True).stdout
     for line in (
         "valley3.models.vision.SigLIPEncoder  SigLIP vision tower",
         "valley3.models.audio.WhisperEncoder  Whisper's encoder",

@@ -72,8 +72,9 @@ def test_reserved_placeholder_text_is_rejected_naming_the_sample(processor):
 
 def test_too_long_examples_truncate_text_but_never_cut_media(processor, media):
     processor.max_len = 40
-    long_text = Sample("t", [Turn("user", "hi " * 50), Turn("assistant", "ok")])
-    assert len(processor(long_text)) == 40
+    long_answer = Sample("t", [Turn("user", "hi"), Turn("assistant", "ok " * 50)])
+    truncated = processor(long_answer)
+    assert len(truncated) == 40 and (truncated.labels != IGNORE_INDEX).any()
     late_image = Sample(
         "i", [Turn("user", "hi " * 30 + "<image>"), Turn("assistant", "ok")], [MediaRef("image", media["red"])]
     )
@@ -91,3 +92,24 @@ def test_model_without_audio_rejects_audio_samples(media):
     sample = Sample("a", [Turn("user", "<audio>"), Turn("assistant", "x")], [MediaRef("audio", media["tone"])])
     with pytest.raises(SampleError, match="takes no audio"):
         stage.processor(sample)
+
+
+def test_prompts_are_never_truncated_and_answers_never_cut_away(processor):
+    processor.max_len = 30
+    sample = Sample("p", [Turn("user", "x " * 40), Turn("assistant", "ok")], source="q.jsonl:3")
+    with pytest.raises(SampleError, match="q.jsonl:3.*a prompt is never truncated"):
+        processor(sample, generation=True)
+    with pytest.raises(SampleError, match="no supervised token"):
+        processor(sample)
+
+
+def test_a_clip_too_short_for_one_audio_token_is_a_media_error(processor, tmp_path):
+    import numpy as np
+    import soundfile as sf
+
+    from valley3.data.media import MediaError
+
+    sf.write(tmp_path / "blip.wav", np.zeros(300), 16000)  # 1 mel frame -> 0 Whisper tokens
+    sample = Sample("a", [Turn("user", "<audio>"), Turn("assistant", "x")], [MediaRef("audio", str(tmp_path / "blip.wav"))])
+    with pytest.raises(MediaError, match="blip.wav.*too short"):
+        processor(sample)

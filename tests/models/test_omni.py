@@ -114,3 +114,15 @@ def test_generate_with_cache_equals_greedy_without_cache(stage, media):
     assert torch.equal(out, ids[:, -steps:])
     texts = stage.generate_text(batch, max_new_tokens=4)
     assert len(texts) == 3 and all(isinstance(t, str) for t in texts)
+
+
+def test_equal_totals_with_features_shifted_between_samples_still_raise(stage, media):
+    samples = _samples(media)[:2]  # one image in the first sample, two in the second
+    batch = _batch(stage, samples)
+    ids, image = batch["input_ids"], stage.model.token_ids["image"]
+    # Move one placeholder from the second sample into the first: totals stay equal, samples do not.
+    first_text = (ids[0] != image) & (batch["labels"][0] == -100) & (batch["attention_mask"][0] == 1)
+    ids[0, first_text.nonzero()[0, 0]] = image
+    ids[1, (ids[1] == image).nonzero()[0, 0]] = stage.processor.pad_id
+    with pytest.raises(PlaceholderMismatch, match="omni: 17 placeholders, 16 features; two-images: 31"):
+        stage.model_step(batch)

@@ -36,3 +36,10 @@ def test_init_from_a_lightning_checkpoint_and_from_safetensors(tmp_path):
         target = OmniStage(tiny_omni(seed=2), init_from=str(path))
         for (name, a), b in zip(source.model.state_dict().items(), target.model.state_dict().values()):
             assert torch.equal(a, b), (path.suffix, name)
+
+
+def test_init_from_a_file_with_no_matching_tensor_is_an_error(tmp_path):
+    path = tmp_path / "other.safetensors"
+    save_file({"encoder.layer.0.weight": torch.zeros(2, 2)}, path)
+    with pytest.raises(ValueError, match="none of its 1 tensors matches"):
+        OmniStage(tiny_omni(), init_from=str(path))

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from valley3.data.media import MediaError
 from valley3.data.media.audio import load_audio
 from valley3.data.media.image import should_tile
 from valley3.data.media.video import load_video_audio
@@ -106,7 +107,7 @@ class OmniProcessor:
                     piece_ids = self.tokenizer(piece, add_special_tokens=False)["input_ids"]
                     ids += piece_ids
                     labels += piece_ids if segment.trained else [IGNORE_INDEX] * len(piece_ids)
-        ids, labels = self._fit(ids, labels, sample)
+        ids, labels = self._fit(ids, labels, sample, generation)
         example.input_ids = torch.tensor(ids, dtype=torch.long)
         example.labels = torch.tensor(labels, dtype=torch.long)
         return example
@@ -131,23 +132,32 @@ class OmniProcessor:
 
     def _audio_run(self, wave: torch.Tensor, path: str, example: Example) -> list[int]:
         mel = audio_mel(self.audio, wave, path)
+        n = self.audio.num_tokens(mel.shape[-1])
+        if n == 0:  # an empty run would drop the clip without a trace
+            raise MediaError(path, f"{mel.shape[-1]} mel frames are too short to give one audio token")
         example.audio_features.append(mel)
-        return self._run("audio", self.audio.num_tokens(mel.shape[-1]))
+        return self._run("audio", n)
 
     def _run(self, kind: str, n: int) -> list[int]:
         start, end = self.template.tokens.brackets(kind)
         tok = self.tokenizer.convert_tokens_to_ids
         return [tok(start)] + [self.token_ids[kind]] * n + [tok(end)]
 
-    def _fit(self, ids: list[int], labels: list[int], sample: Sample) -> tuple[list[int], list[int]]:
+    def _fit(
+        self, ids: list[int], labels: list[int], sample: Sample, generation: bool = False
+    ) -> tuple[list[int], list[int]]:
+        """Truncate an over-long training example; reject it when that would cut media, leave nothing
+        to learn, or (for generation) cut the prompt's end."""
         if self.max_len is None or len(ids) <= self.max_len:
             return ids, labels
+        where = f"{sample.source} (sample {sample.id!r}): {len(ids)} tokens exceed max_len={self.max_len}"
+        if generation:
+            raise SampleError(f"{where}; a prompt is never truncated")
         placeholders = set(self.token_ids.values())
         if any(t in placeholders for t in ids[self.max_len :]):
-            raise SampleError(
-                f"{sample.source} (sample {sample.id!r}): {len(ids)} tokens exceed max_len={self.max_len} "
-                "and truncation would cut a media item"
-            )
+            raise SampleError(f"{where} and truncation would cut a media item")
+        if all(label == IGNORE_INDEX for label in labels[: self.max_len]):
+            raise SampleError(f"{where} and truncation would leave no supervised token")
         return ids[: self.max_len], labels[: self.max_len]
 
     def decode(self, ids: torch.Tensor | list[int]) -> str:

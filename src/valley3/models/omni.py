@@ -118,7 +118,7 @@ class OmniModel(nn.Module):
             embeds = self._scatter(embeds, input_ids, "video", features, per_video, video_owner, *where)
         if audio_features is not None and len(audio_features):
             features = self.audio_connector(self.audio(audio_features, audio_lengths))
-            per_item = [self.audio.num_tokens(n) for n in audio_lengths.tolist()]
+            per_item = [self.audio_num_tokens(n) for n in audio_lengths.tolist()]
             embeds = self._scatter(embeds, input_ids, "audio", features, per_item, audio_owner, *where)
         given = {"image": pixel_values, "audio": audio_features, "video": video_pixels}
         for kind, inputs in given.items():
@@ -147,22 +147,33 @@ class OmniModel(nn.Module):
 
     def _scatter(self, embeds, input_ids, kind, features, per_item, owner, sample_ids, cu_seqlens) -> torch.Tensor:
         mask = input_ids == self.token_ids[kind]
-        if int(mask.sum()) != features.shape[0]:
-            raise PlaceholderMismatch(self._mismatch_message(kind, mask, per_item, owner, sample_ids, cu_seqlens))
+        placeholders, produced = self._counts(mask, per_item, owner, cu_seqlens)
+        # Compared per sample, not only in total: equal totals can still hide one sample's features
+        # shifted into another's placeholders.
+        if placeholders != produced or int(mask.sum()) != features.shape[0]:
+            names = list(sample_ids) if sample_ids is not None and owner is not None else None
+            raise PlaceholderMismatch(self._mismatch_message(kind, placeholders, produced, names))
         return embeds.masked_scatter(mask.unsqueeze(-1), features.to(embeds.dtype))
 
     @staticmethod
-    def _mismatch_message(kind, mask, per_item, owner, sample_ids, cu_seqlens=None) -> str:
+    def _counts(mask, per_item, owner, cu_seqlens) -> tuple[list[int], list[int]]:
+        """Placeholders and features per sample (per row, or per packed sample under `cu_seqlens`);
+        batch totals when no `owner` says which sample each item belongs to."""
         if cu_seqlens is None:
             placeholders = mask.sum(dim=1).tolist()
-        else:  # packed: count per sample, not per row
+        else:
             placeholders = [int(m.sum()) for m in mask.flatten().split(cu_seqlens.diff().tolist())]
+        if owner is None:
+            return [sum(placeholders)], [sum(per_item)]
         produced = [0] * len(placeholders)
-        owners = owner.tolist() if owner is not None else [0] * len(per_item)
-        for row, n in zip(owners, per_item):
+        for row, n in zip(owner.tolist(), per_item):
             produced[row] += n
-        names = list(sample_ids) if sample_ids is not None else [f"row {i}" for i in range(len(placeholders))]
-        bad = [f"{names[i]}: {p} placeholders, {f} features" for i, (p, f) in enumerate(zip(placeholders, produced)) if p != f]
+        return placeholders, produced
+
+    @staticmethod
+    def _mismatch_message(kind, placeholders, produced, names) -> str:
+        names = names or [f"row {i}" for i in range(len(placeholders))]
+        bad = [f"{n}: {p} placeholders, {f} features" for n, p, f in zip(names, placeholders, produced) if p != f]
         return f"{kind} placeholder count does not match the encoder's output for sample(s) " + "; ".join(bad)
 
     def forward(

@@ -128,6 +128,8 @@ class OmniStage(L.LightningModule):
             state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
         state = {k.removeprefix("model."): v for k, v in state.items()}
         missing, unexpected = self.model.load_state_dict(state, strict=False)
+        if len(unexpected) == len(state):  # wrong file or key layout: training would start from random weights
+            raise ValueError(f"init_from {path}: none of its {len(state)} tensors matches a parameter of the model")
         rank_zero_info(f"init_from {path}: {len(state)} tensors, {len(missing)} missing, {len(unexpected)} unexpected")
 
     def trainable_table(self) -> str:

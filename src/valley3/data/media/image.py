@@ -9,7 +9,7 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 
 from valley3.data.media import MediaError, require_file
 
@@ -33,7 +33,7 @@ def load_image(path: str | os.PathLike) -> Image.Image:
             # Image.open only reads the header; without a full decode here, a truncated file would fail
             # later inside a dataloader worker, far from its path.
             image.load()
-            return _to_rgb(image)
+            return _to_rgb(ImageOps.exif_transpose(image))  # phone photos store their orientation in EXIF
     except _DECODE_ERRORS as exc:
         raise MediaError(path, f"cannot decode image ({exc})") from exc
 
