@@ -1,0 +1,171 @@
+"""Hand-worked and transformers-parity tests for RoPE / mRoPE / TM-RoPE position ids."""
+
+from functools import partial
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from valley3.models.positions import Audio, Image, Text, Video, merged_grid, mrope_ids, rope_ids, tm_rope_ids
+
+
+def _t(rows):
+    return torch.tensor(rows, dtype=torch.long)
+
+
+def test_pure_text_all_axes():
+    assert rope_ids(5).tolist() == [0, 1, 2, 3, 4]
+    for fn in (mrope_ids, tm_rope_ids):
+        ids, nxt = fn([Text(5)])
+        assert torch.equal(ids, _t([[0, 1, 2, 3, 4]] * 3)) and nxt == 5
+
+
+def test_image_after_text_then_text_resumes_at_max_plus_one():
+    ids, nxt = mrope_ids([Text(3), Image(1, 4, 6), Text(2)])
+    t = [0, 1, 2] + [3] * 24 + [9, 10]
+    h = [0, 1, 2] + [3] * 6 + [4] * 6 + [5] * 6 + [6] * 6 + [9, 10]
+    w = [0, 1, 2] + [3, 4, 5, 6, 7, 8] * 4 + [9, 10]
+    assert torch.equal(ids, _t([t, h, w])) and nxt == 11
+    assert torch.equal(tm_rope_ids([Text(3), Image(1, 4, 6), Text(2)])[0], ids)
+    assert merged_grid((1, 8, 12), 2) == (1, 4, 6)
+
+
+def test_video_timestamps_at_25_ids_per_second():
+    video = Video(2, 1, 2, timestamps=[0.0, 2.0])
+    expected = _t([[0, 1, 1, 51, 51, 52], [0, 1, 1, 1, 1, 52], [0, 1, 2, 1, 2, 52]])
+    ids, nxt = tm_rope_ids([Text(1), video, Text(1)])
+    assert torch.equal(ids, expected) and nxt == 53
+    assert torch.equal(mrope_ids([Text(1), video, Text(1)], tokens_per_second=25)[0], expected)
+    # Qwen2-VL: one id per temporal grid, timestamps ignored.
+    assert mrope_ids([Text(1), video, Text(1)])[0][0].tolist() == [0, 1, 1, 2, 2, 3]
+    # Offsets are relative to the first frame.
+    shifted = tm_rope_ids([Text(1), Video(2, 1, 2, timestamps=[4.0, 6.0]), Text(1)])[0]
+    assert torch.equal(shifted, expected)
+
+
+def test_audio_one_second_of_aut():
+    ids, nxt = tm_rope_ids([Audio(13)])  # reference: consecutive ids
+    assert torch.equal(ids, _t([list(range(13))] * 3)) and nxt == 13
+    ids, nxt = tm_rope_ids([Audio(13, seconds_per_token=0.08)])
+    assert ids[0].tolist() == list(range(0, 26, 2)) and nxt == 25
+    ids, _ = tm_rope_ids([Audio(13, seconds_per_token=1 / 13)])
+    assert ids[0].tolist() == [0, 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23]
+    assert torch.equal(ids[0], ids[1]) and torch.equal(ids[0], ids[2])
+
+
+def test_interleaved_text_image_audio_text():
+    ids, nxt = tm_rope_ids([Text(2), Image(1, 2, 2), Text(1), Audio(3, seconds_per_token=0.08), Text(2)])
+    t = [0, 1, 2, 2, 2, 2, 4, 5, 7, 9, 10, 11]
+    h = [0, 1, 2, 2, 3, 3, 4, 5, 7, 9, 10, 11]
+    w = [0, 1, 2, 3, 2, 3, 4, 5, 7, 9, 10, 11]
+    assert torch.equal(ids, _t([t, h, w])) and nxt == 12
+
+
+def test_audio_in_video_interleaves_by_time():
+    video = Video(2, 1, 1, timestamps=[0.0, 0.08], audio=Audio(3, seconds_per_token=0.04))
+    ids, nxt = tm_rope_ids([video])
+    # video t: 0, 2; audio t: 0, 1, 2 -> video wins ties.
+    assert ids[0].tolist() == [0, 0, 1, 2, 2] and ids[1].tolist() == [0, 0, 1, 0, 2] and nxt == 3
+
+
+def test_errors_and_per_sample_restart():
+    with pytest.raises(TypeError):
+        mrope_ids([Audio(3)])
+    with pytest.raises(ValueError):
+        tm_rope_ids([Video(2, 1, 1)])
+    a, _ = tm_rope_ids([Text(2), Audio(2)])
+    b, _ = tm_rope_ids([Image(1, 1, 2)])
+    assert a[:, 0].tolist() == [0, 0, 0] and b[:, 0].tolist() == [0, 0, 0]
+    assert mrope_ids([])[0].shape == (3, 0)
+
+
+# ---- parity with transformers' get_rope_index (called on a minimal stand-in for `self`) ----
+
+
+def _vl_self(model_cls, **vision):
+    fake = SimpleNamespace(config=SimpleNamespace(vision_config=SimpleNamespace(spatial_merge_size=2, **vision)))
+    fake.get_vision_position_ids = partial(model_cls.get_vision_position_ids, fake)
+    return fake
+
+
+def _flat_types(segments):
+    out = []
+    for s in segments:
+        n = s.n if isinstance(s, Text) else s.t * s.h * s.w
+        out += [{Text: 0, Image: 1, Video: 2}[type(s)]] * n
+    return torch.tensor([out])
+
+
+def test_parity_qwen2_vl_and_qwen2_5_vl():
+    from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import Qwen2_5_VLModel
+    from transformers.models.qwen2_vl.modeling_qwen2_vl import Qwen2VLModel
+
+    segs = [Text(3), Image(1, 4, 6), Text(2), Video(3, 4, 4, timestamps=[0.0, 0.04, 0.08]), Text(4)]
+    types = _flat_types(segs)
+    grids = {"image_grid_thw": torch.tensor([[1, 8, 12]]), "video_grid_thw": torch.tensor([[3, 8, 8]])}
+    ref, delta = Qwen2VLModel.get_rope_index(_vl_self(Qwen2VLModel), types, types, **grids)
+    ours, nxt = mrope_ids(segs)
+    assert torch.equal(ref[:, 0], ours) and nxt - types.shape[1] == delta.item()
+    fake = _vl_self(Qwen2_5_VLModel, tokens_per_second=25)
+    ref, delta = Qwen2_5_VLModel.get_rope_index(fake, types, types, second_per_grid_ts=torch.tensor([0.04]), **grids)
+    ours, nxt = mrope_ids(segs, tokens_per_second=25)
+    assert torch.equal(ref[:, 0], ours) and nxt - types.shape[1] == delta.item()
+
+
+def test_parity_qwen3_vl_frames_split():
+    from transformers.models.qwen3_vl.modeling_qwen3_vl import Qwen3VLModel
+
+    segs = [Text(2), Image(1, 2, 3), Text(3), Image(1, 4, 4), Text(3), Image(1, 4, 4), Text(1)]
+    types = _flat_types(segs)
+    types[0, 2 + 6 :] = torch.where(types[0, 2 + 6 :] == 1, 2, types[0, 2 + 6 :])  # frames are video tokens
+    grids = {"image_grid_thw": torch.tensor([[1, 4, 6]]), "video_grid_thw": torch.tensor([[2, 8, 8]])}
+    ref, delta = Qwen3VLModel.get_rope_index(_vl_self(Qwen3VLModel), types, types, **grids)
+    ours, nxt = mrope_ids(segs)
+    assert torch.equal(ref[:, 0], ours) and nxt - types.shape[1] == delta.item()
+
+
+_IDS = {"text": 1, "vs": 10, "image": 11, "ve": 12, "video": 13, "as_": 20, "audio": 21, "ae": 22}
+
+
+def _omni_self():
+    from transformers.models.qwen3_omni_moe.modeling_qwen3_omni_moe import (
+        Qwen3OmniMoePreTrainedModelForConditionalGeneration as Omni,
+    )
+
+    config = SimpleNamespace(
+        image_token_id=11, video_token_id=13, audio_token_id=21, vision_start_token_id=10,
+        audio_start_token_id=20, position_id_per_seconds=25, audio_config=SimpleNamespace(n_window=50),
+    )  # fmt: skip
+    fake = SimpleNamespace(config=config, spatial_merge_size=2)
+    fake.get_llm_pos_ids_for_vision = partial(Omni.get_llm_pos_ids_for_vision, fake)
+    return fake, Omni
+
+
+def test_parity_qwen3_omni_image_audio_video():
+    fake, omni = _omni_self()
+    i = _IDS
+    toks = [1, 1, 1, i["vs"]] + [i["image"]] * 24 + [i["ve"], 1, i["as_"]] + [i["audio"]] * 13 + [i["ae"], 1]
+    toks += [i["vs"]] + [i["video"]] * 8 + [i["ve"], 1, 1]
+    input_ids = torch.tensor([toks])
+    ref, delta = omni.get_rope_index(
+        fake, input_ids, image_grid_thw=torch.tensor([[1, 8, 12]]), video_grid_thw=torch.tensor([[2, 4, 4]]),
+        attention_mask=torch.ones_like(input_ids), audio_seqlens=torch.tensor([100]),
+        second_per_grids=torch.tensor([2.0]),
+    )  # fmt: skip
+    segs = [Text(4), Image(1, 4, 6), Text(3), Audio(13), Text(3), Video(2, 2, 2, timestamps=[0.0, 2.0]), Text(3)]
+    ours, nxt = tm_rope_ids(segs)
+    assert torch.equal(ref[:, 0].long(), ours) and nxt - len(toks) == int(delta.item())
+
+
+def test_parity_qwen3_omni_audio_in_video():
+    fake, omni = _omni_self()
+    i = _IDS
+    toks = [1, 1, i["vs"], i["as_"]] + [i["video"]] * 8 + [i["audio"]] * 13 + [i["ae"], i["ve"], 1]
+    input_ids = torch.tensor([toks])
+    ref, delta = omni.get_rope_index(
+        fake, input_ids, video_grid_thw=torch.tensor([[2, 4, 4]]), attention_mask=torch.ones_like(input_ids),
+        use_audio_in_video=True, audio_seqlens=torch.tensor([100]), second_per_grids=torch.tensor([0.32]),
+    )  # fmt: skip
+    segs = [Text(4), Video(2, 2, 2, timestamps=[0.0, 0.32], audio=Audio(13)), Text(3)]
+    ours, nxt = tm_rope_ids(segs)
+    assert torch.equal(ref[:, 0].long(), ours) and nxt - len(toks) == int(delta.item())
