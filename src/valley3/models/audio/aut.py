@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
 from torch import nn
 from transformers import AutoConfig
 from transformers.models.qwen3_omni_moe.configuration_qwen3_omni_moe import Qwen3OmniMoeAudioEncoderConfig
@@ -17,6 +15,7 @@ from transformers.models.qwen3_omni_moe.modeling_qwen3_omni_moe import (
 
 from valley3.models.audio.base import AudioEncoder
 from valley3.models.presets import AUDIO, resolve
+from valley3.models.weights import tower_state
 
 _TOWER_PREFIX = "thinker.audio_tower."  # where a full Qwen3-Omni checkpoint keeps the encoder
 
@@ -84,9 +83,6 @@ def _load(path: str) -> Qwen3OmniMoeAudioEncoder:
     if cfg.model_type != "qwen3_omni_moe":
         return Qwen3OmniMoeAudioEncoder.from_pretrained(path)
     model = Qwen3OmniMoeAudioEncoder(cfg.thinker_config.audio_config)
-    state = {}
-    for shard in sorted(Path(path).glob("*.safetensors")):
-        with safe_open(shard, framework="pt") as f:
-            state.update({k[len(_TOWER_PREFIX):]: f.get_tensor(k) for k in f.keys() if k.startswith(_TOWER_PREFIX)})
+    state = tower_state(path, (_TOWER_PREFIX,))
     model.load_state_dict(state)  # strict: a missing weight is an error, not a random init
     return model

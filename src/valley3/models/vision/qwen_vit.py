@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
 from torch import nn
 from transformers import AutoConfig, Qwen2_5_VLVisionConfig
 from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import Qwen2_5_VisionTransformerPretrainedModel
@@ -14,6 +12,7 @@ from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
 
 from valley3.models.presets import VISION, resolve
 from valley3.models.vision.base import VisionEncoder
+from valley3.models.weights import tower_state
 
 _VISUAL_PREFIXES = ("model.visual.", "visual.")  # where a full Qwen2.5-VL checkpoint keeps the tower
 
@@ -97,12 +96,6 @@ def _load(path: str) -> Qwen2_5_VisionTransformerPretrainedModel:
     if cfg.model_type != "qwen2_5_vl":
         return Qwen2_5_VisionTransformerPretrainedModel.from_pretrained(path)
     model = Qwen2_5_VisionTransformerPretrainedModel(cfg.vision_config)
-    state = {}
-    for shard in sorted(Path(path).glob("*.safetensors")):
-        with safe_open(shard, framework="pt") as f:
-            for key in f.keys():
-                prefix = next((p for p in _VISUAL_PREFIXES if key.startswith(p)), None)
-                if prefix:
-                    state[key[len(prefix):]] = f.get_tensor(key)
+    state = tower_state(path, _VISUAL_PREFIXES)
     model.load_state_dict(state)  # strict: a missing tower weight is an error, not a random init
     return model
