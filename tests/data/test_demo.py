@@ -14,7 +14,7 @@ import valley3.data.demo as demo
 from valley3.data.schema import MediaRef, Sample, Turn
 
 N = 24
-SPLIT_FILES = [f"{m}_{s}" for m in ("text", "image", "audio", "omni") for s in ("train", "val")]
+SPLIT_FILES = [f"{m}_{s}" for m in ("text", "image", "audio", "omni", "asr", "general") for s in ("train", "val")]
 HAS_ESPEAK = shutil.which("espeak-ng") is not None
 
 
@@ -155,8 +155,22 @@ def test_val_products_are_disjoint_from_train(synthetic):
     catalog = _read(paths["catalog"])
     split = {p["id"]: p["split"] for p in catalog}
     assert {"train", "val"} == set(split.values())
-    for name in SPLIT_FILES:
+    for name in [f for f in SPLIT_FILES if not f.startswith("general")]:  # general QA names no product
         want = name.rsplit("_", 1)[1]
         for row in _read(paths[name]):
             products = {row["id"].split("-")[0]} | {Path(p).stem for p in row["images"] + row["audios"]}
             assert {split[p] for p in products} == {want}, (name, row["id"])
+
+
+def test_stage_sources_pair_each_train_product_once(synthetic):
+    _, paths = synthetic
+    catalog = [p for p in _read(paths["catalog"]) if p["split"] == "train"]
+    asr = _read(paths["asr_train"])
+    assert [row["audios"] for row in asr] == [[p["audio"]] for p in catalog]
+    assert all(row["messages"][0]["content"].startswith("<audio>") for row in asr)
+    general = _read(paths["general_train"])
+    assert len(general) == len(catalog) and not any(row["images"] or row["audios"] for row in general)
+    for row in general:  # the answers are right
+        q, a = row["messages"][0]["content"], row["messages"][1]["content"]
+        x, y = map(int, [w.strip("?,") for w in q.split() if w.strip("?,").isdigit()])
+        assert a == (f"{x + y}." if "plus" in q else f"{max(x, y)}." if x != y else "They are equal.")

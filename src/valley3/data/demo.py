@@ -215,6 +215,31 @@ def _conversations(p: dict, split: list[dict], seed: int, transcripts: bool) -> 
     return {"text": text, "image": image, "audio": audio, "omni": [*text, *image, *audio, both]}
 
 
+def _audio_pair(p: dict, transcripts: bool) -> dict:
+    """An audio-text pair for audio-language alignment (S0): a transcript, or a caption of the synthetic tones."""
+    if transcripts:
+        user, answer = "<audio>Transcribe the audio.", p["spoken"]
+    else:
+        user, answer = "<audio>Describe the audio.", f"{p['brand']}, {p['colour']}, {p['material']}, {p['category']}."
+    messages = [{"role": "user", "content": user}, {"role": "assistant", "content": answer}]
+    return {"id": f"{p['id']}-asr", "messages": messages, "images": [], "audios": [p["audio"]]}
+
+
+def _general(n: int, seed: int, split: str) -> list[dict]:
+    """Open-domain text QA (arithmetic and comparisons): the non-e-commerce share of a domain mixture."""
+    rng = random.Random(f"{seed}/general/{split}")
+    rows = []
+    for i in range(n):
+        a, b = rng.randint(1, 20), rng.randint(1, 20)
+        if rng.random() < 0.5:
+            q, ans = f"What is {a} plus {b}?", f"{a + b}."
+        else:
+            q, ans = f"Which number is larger, {a} or {b}?", f"{max(a, b)}." if a != b else "They are equal."
+        messages = [{"role": "user", "content": q}, {"role": "assistant", "content": ans}]
+        rows.append({"id": f"general-{split}-{i:04d}", "messages": messages, "images": [], "audios": []})
+    return rows
+
+
 def _all_conversations(products: list[dict], seed: int, transcripts: bool) -> dict[str, list[dict]]:
     files: dict[str, list[dict]] = {}
     for split in ("train", "val"):
@@ -222,6 +247,8 @@ def _all_conversations(products: list[dict], seed: int, transcripts: bool) -> di
         for p in members:
             for modality, convs in _conversations(p, members, seed, transcripts).items():
                 files.setdefault(f"{modality}_{split}", []).extend(convs)
+        files[f"asr_{split}"] = [_audio_pair(p, transcripts) for p in members]
+        files[f"general_{split}"] = _general(len(members), seed, split)
     return files
 
 
@@ -248,6 +275,10 @@ _README = """# valley3 demo dataset (synthetic; made by `valley3.data.demo.make_
   tags mark where each item of `images`/`audios` stands; paths are relative to this folder. `omni` holds
   every conversation of the other three files plus image+audio matching questions. Val products are
   disjoint from train products.
+- `asr_{{train,val}}.jsonl`: one audio-text pair per product (a transcript of the speech, or a caption of the
+  synthetic tones): the alignment data of stage S0.
+- `general_{{train,val}}.jsonl`: open-domain text QA (arithmetic, comparisons), as many as products: the
+  non-e-commerce share of the S2 mixture.
 """
 
 
