@@ -77,7 +77,9 @@ def components_help() -> str:
             lines.append(f"    {_public_path(cls)}  {doc}")
     lines.append("other commands:")
     lines.append("  valley3 data demo --out DIR     write the embedded demo dataset (and its eval split)")
+    lines.append("  valley3 data reject-sample ...  answer prompts k times with a checkpoint, keep by pass rate (S3)")
     lines.append("  valley3 inspect --config FILE   parameters per component and tokens per image/frame/second")
+    lines.append("  valley3 pipeline FILE [-- ARGS] run a recipe's stages in order (skips finished ones)")
     return "\n".join(lines)
 
 
@@ -89,7 +91,12 @@ def _data_main(argv: list[str]) -> None:
     demo.add_argument("--n-products", type=int, default=96)
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--speech", choices=["auto", "espeak", "synthetic"], default="auto")
+    from valley3.stages import reject_sample as rejection
+
+    rejection.add_parser(sub)
     args = parser.parse_args(argv)
+    if args.command == "reject-sample":
+        rejection.run_command(args)
     if args.command == "demo":
         from valley3.data.demo import make_demo
         from valley3.eval.demo_split import write_eval_split
@@ -98,6 +105,21 @@ def _data_main(argv: list[str]) -> None:
         paths |= write_eval_split(args.out, seed=args.seed)  # <out>/eval/*.jsonl, one per benchmark suite
         for name, path in paths.items():
             print(f"{name:>16}: {path}")
+
+
+def _pipeline_main(argv: list[str]) -> None:
+    from valley3.pipeline import Pipeline, format_table, run_pipeline
+
+    parser = argparse.ArgumentParser(
+        prog="valley3 pipeline", description="Run a recipe's stages in order (see valley3.pipeline.Step).",
+        epilog="Arguments after `--` go to every fit step, e.g. `-- --trainer.max_steps=20`.",
+    )
+    parser.add_argument("config", help="the pipeline YAML (steps, out, args)")
+    parser.add_argument("--out", help="output folder (default: the YAML's `out`)")
+    cut = argv.index("--") if "--" in argv else len(argv)
+    args, extra = parser.parse_args(argv[:cut]), argv[cut + 1 :]
+    rows = run_pipeline(Pipeline.from_yaml(args.config), fit=main, out=args.out, extra_args=extra)
+    print("\n" + format_table(rows))
 
 
 def main(argv: list[str] | None = None) -> LightningCLI | None:
@@ -109,6 +131,9 @@ def main(argv: list[str] | None = None) -> LightningCLI | None:
     args = sys.argv[1:] if argv is None else list(argv)
     if args and args[0] == "data":
         _data_main(args[1:])
+        return None
+    if args and args[0] == "pipeline":
+        _pipeline_main(args[1:])
         return None
     if args and args[0] == "inspect":
         from valley3.inspect import main as inspect_main
