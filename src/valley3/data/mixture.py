@@ -5,15 +5,15 @@ from __future__ import annotations
 import math
 import re
 import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from torch.utils.data import Sampler
 
 from valley3.data.formats import read_samples
+from valley3.data.sampler import ShardSampler
 from valley3.data.schema import Sample
 
 STRATEGY_FORMS = ("all", "first:N", "first:P%", "end:N", "end:P%", "random:N", "random:P%")
@@ -174,7 +174,7 @@ class Mixture:
         return order
 
 
-class MixtureSampler(Sampler[int]):
+class MixtureSampler(ShardSampler):
     """Yields this rank's shard of a mixture's epoch; resumable mid-epoch through `state_dict`.
 
     Ranks take every `world_size`-th draw (so a curriculum's order holds on each rank); the last
@@ -188,42 +188,14 @@ class MixtureSampler(Sampler[int]):
     """
 
     def __init__(self, mixture: Mixture, seed: int = 0, rank: int = 0, world_size: int = 1):
-        if not 0 <= rank < world_size:
-            raise ValueError(f"rank must be in [0, {world_size}), got {rank}")
-        self.mixture, self.seed, self.rank, self.world_size = mixture, seed, rank, world_size
-        self.epoch = 0
-        self.position = 0  # indices of this epoch already yielded on this rank
+        super().__init__(seed, rank, world_size)
+        self.mixture = mixture
 
-    def __len__(self) -> int:
-        return self.mixture.num_samples // self.world_size
+    def epoch_order(self, epoch: int) -> np.ndarray:
+        return self.mixture.epoch_indices(self.seed, epoch)
 
-    def set_epoch(self, epoch: int) -> None:
-        if epoch != self.epoch:  # a resumed run calls this with its own epoch: keep the restored position
-            self.epoch, self.position = epoch, 0
-
-    def indices(self) -> list[int]:
-        """This rank's whole shard of the current epoch."""
-        order = self.mixture.epoch_indices(self.seed, self.epoch)
-        return order[: len(self) * self.world_size][self.rank :: self.world_size].tolist()
-
-    def __iter__(self) -> Iterator[int]:
-        shard = self.indices()
-        while self.position < len(shard):
-            self.position += 1
-            yield shard[self.position - 1]
-        self.position = 0  # the epoch is done; the next one starts from its beginning
-
-    def state_dict(self) -> dict[str, int]:
-        """Position in the epoch. With a DataLoader prefetching ahead, save batches consumed * batch size instead."""
-        return {"seed": self.seed, "epoch": self.epoch, "position": self.position, "world_size": self.world_size}
-
-    def load_state_dict(self, state: dict[str, int]) -> None:
-        if (state["seed"], state["world_size"]) != (self.seed, self.world_size):
-            raise ValueError(
-                f"sampler state is for seed {state['seed']}, world size {state['world_size']}; "
-                f"this run has seed {self.seed}, world size {self.world_size}"
-            )
-        self.epoch, self.position = state["epoch"], state["position"]
+    def total(self) -> int:
+        return self.mixture.num_samples
 
 
 def build_mixture(sources: Sequence[Source | dict[str, Any]], **kwargs: Any) -> Mixture:

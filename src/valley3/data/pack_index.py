@@ -68,18 +68,44 @@ def pack_index(
         saved = json.loads(path.read_text())
         if saved.get("key") == key and saved.get("version") == _INDEX_VERSION:
             return saved["packs"], PackStats(**saved["stats"]), False
-    stats, costs = PackStats(), []
-    measure = _Measure(dataset, budget, media_ids, audio_frame_rate)
-    for status, cost in DataLoader(measure, batch_size=None, num_workers=num_workers, collate_fn=_identity):
-        costs.append(cost)
-        if status != "kept":
-            setattr(stats, status, getattr(stats, status) + 1)
+    costs, stats = measure(dataset, budget, media_ids, audio_frame_rate, num_workers)
     packs = offline_packs(costs, budget, seed, window)
     stats.packs, stats.samples = len(packs), sum(map(len, packs))
     stats.tokens = sum(costs[i].tokens for pack in packs for i in pack)
+    _write(path, {"version": _INDEX_VERSION, "key": key, "seed": seed, "stats": dataclasses.asdict(stats), "packs": packs})
+    return packs, stats, True
+
+
+def measure(dataset: Dataset, budget: PackBudget, media_ids: Sequence[int] = (), audio_frame_rate: float = 100.0,
+            num_workers: int = 0) -> tuple[list[Cost | None], PackStats]:
+    """One pass over `dataset`: each sample's cost after the over-long policy (None: left out), and the counts."""
+    stats, costs = PackStats(), []
+    measurer = _Measure(dataset, budget, media_ids, audio_frame_rate)
+    for status, cost in DataLoader(measurer, batch_size=None, num_workers=num_workers, collate_fn=_identity):
+        costs.append(cost)
+        if status != "kept":
+            setattr(stats, status, getattr(stats, status) + 1)
+    return costs, stats
+
+
+def cost_index(dataset: Dataset, budget: PackBudget, key: str, cache_dir: str | os.PathLike,
+               media_ids: Sequence[int] = (), audio_frame_rate: float = 100.0,
+               num_workers: int = 0) -> tuple[list[Cost | None], PackStats]:
+    """`measure`'s result for `key`, saved once and reused: a mixture packs each epoch's own order from it."""
+    path = Path(cache_dir) / f"costs-{key[:24]}.json"
+    if path.exists():
+        saved = json.loads(path.read_text())
+        if saved.get("key") == key and saved.get("version") == _INDEX_VERSION:
+            return [Cost(**c) if c else None for c in saved["costs"]], PackStats(**saved["stats"])
+    costs, stats = measure(dataset, budget, media_ids, audio_frame_rate, num_workers)
+    _write(path, {"version": _INDEX_VERSION, "key": key, "stats": dataclasses.asdict(stats),
+                  "costs": [dataclasses.asdict(c) if c else None for c in costs]})
+    return costs, stats
+
+
+def _write(path: Path, record: dict[str, Any]) -> None:
+    """Atomic, so ranks that build the same file at once never clash."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    record = {"version": _INDEX_VERSION, "key": key, "seed": seed, "stats": dataclasses.asdict(stats), "packs": packs}
     with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as tmp:
         json.dump(record, tmp)
     os.replace(tmp.name, path)
-    return packs, stats, True

@@ -134,7 +134,14 @@ def offline_packs(costs: Sequence[Cost | None], budget: PackBudget, seed: int, w
 
     Windows bound the cost (and keep long samples from all landing in the first packs); None costs are left out.
     """
-    order = [i for i in np.random.default_rng(seed).permutation(len(costs)).tolist() if costs[i] is not None]
+    return packs_in_order(costs, np.random.default_rng(seed).permutation(len(costs)).tolist(), budget, window)
+
+
+def packs_in_order(costs: Sequence[Cost | None], order: Sequence[int], budget: PackBudget,
+                   window: int = 4096) -> list[list[int]]:
+    """Packs of the indices in `order` (repeats allowed), first-fit-decreasing within each `window` of it, the
+    windows' packs in order, so an order such as a curriculum holds from window to window; None costs are left out."""
+    order = [int(i) for i in order if costs[i] is not None]
     packs: list[list[int]] = []
     for start in range(0, len(order), window):
         chunk = order[start : start + window]

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
+from dataclasses import fields
+from pathlib import Path
 from typing import Any
 
 import lightning as L
-import torch
 from torch.utils.data import DataLoader, Dataset
 
 from valley3.data.collate import PadCollator
-from valley3.data.datamodules.packed import PackingConfig, packed_loader
+from valley3.data.datamodules.packed import OnlinePackDataset, PackingConfig, packed_loader
 from valley3.data.formats import read_samples
 from valley3.data.media import MediaError
+from valley3.data.mixture import Mixture, MixtureSampler, Source
 from valley3.data.processor import Example, OmniProcessor, SampleError
+from valley3.data.sampler import ResumableLoader
 from valley3.data.schema import Sample, SchemaError
 
 
@@ -64,6 +67,14 @@ class BaseDataModule(L.LightningDataModule):
         seed: seed of the training shuffle.
         packing: pack the training split instead of padding it: true, or settings such as
             `{max_tokens: 4096, max_images: 16, mode: offline}` (see `PackingConfig`). Other splits stay padded.
+        sources: a training mixture instead of (or besides) `train`: a list of `Source` settings, e.g.
+            `[{path: a.jsonl, weight: 2}, {path: b.jsonl, strategy: "first:50%"}, {path: s1.jsonl, replay: 0.1}]`;
+            `train` files, if also given, join as one more source named "train".
+        mixture: `Mixture` settings for `sources`, e.g. `{by: samples, num_samples: 600, curriculum: quality}`.
+
+    Training is always drawn by a rank-aware, resumable sampler (plain files: a one-source mixture, reshuffled
+    each epoch); the position in the epoch is saved in checkpoints (`state_dict`), so a resumed run goes on
+    with the next unseen batch.
     """
 
     modalities: frozenset[str] = frozenset({"text", "image", "audio", "video"})
@@ -81,6 +92,8 @@ class BaseDataModule(L.LightningDataModule):
         strict: bool = False,
         seed: int = 0,
         packing: bool | dict[str, Any] | None = None,
+        sources: list[dict[str, Any]] | None = None,
+        mixture: dict[str, Any] | None = None,
     ):
         super().__init__()
         self.files = {split: _as_list(f) for split, f in [("train", train), ("val", val), ("test", test), ("predict", predict)]}
@@ -91,8 +104,13 @@ class BaseDataModule(L.LightningDataModule):
         self.strict = strict
         self.seed = seed
         self.packing = PackingConfig.parse(packing)
+        if mixture is not None and not sources:
+            raise ValueError("`mixture` settings need `sources` (a list of {path, weight, strategy, replay, ...})")
+        self.sources, self.mixture_args = list(sources or []), dict(mixture or {})
         self.processor: OmniProcessor | None = None
         self.samples: dict[str, list[Sample]] = {}
+        self._mixture: Mixture | None = None
+        self._resume: dict[str, Any] | None = None  # the train position from a checkpoint, for the next train loader
 
     def connect(self, processor: OmniProcessor, max_len: int | None = None) -> None:
         """Late binding: the processor (tokenizer, media specs) depends on the model being trained."""
@@ -102,47 +120,132 @@ class BaseDataModule(L.LightningDataModule):
 
     def read(self, split: str) -> list[Sample]:
         if split not in self.samples:
-            samples = [s for f in self.files[split] for s in read_samples(f, self.format, self.media_root)]
-            for s in samples:
-                extra = s.modalities - self.modalities
-                if extra:
-                    raise SchemaError(f"{s.source} (sample {s.id!r}): {type(self).__name__} takes no {sorted(extra)}")
-            self.samples[split] = samples
+            self.samples[split] = [s for f in self.files[split] for s in self._read_file(f, self.format)]
         return self.samples[split]
+
+    def _read_file(self, path: str, format: str) -> list[Sample]:
+        samples = read_samples(path, format, self.media_root)
+        for s in samples:
+            extra = s.modalities - self.modalities
+            if extra:
+                raise SchemaError(f"{s.source} (sample {s.id!r}): {type(self).__name__} takes no {sorted(extra)}")
+        return samples
+
+    def train_mixture(self) -> Mixture:
+        """The training split as a `Mixture`: the configured sources, or the `train` files as one source."""
+        if self._mixture is None:
+            specs = [self._source(spec, i) for i, spec in enumerate(self.sources)]
+            if self.files["train"]:
+                specs.append(Source(samples=self.read("train"), name="train"))
+            if not specs:
+                raise ValueError(f"{type(self).__name__}: no training data (give `train` files or `sources`)")
+            self._mixture = Mixture(specs, seed=self.seed, **self.mixture_args)
+        return self._mixture
+
+    def _source(self, spec: dict[str, Any], i: int) -> Source:
+        known = {f.name for f in fields(Source)}
+        name = spec.get("name") or spec.get("path") or f"#{i}"
+        known.discard("samples")  # a data YAML names files
+        if set(spec) - known:
+            raise ValueError(f"source {name!r}: unknown key(s) {sorted(set(spec) - known)}; known: {sorted(known)}")
+        if not spec.get("path"):
+            raise ValueError(f"source {name!r}: needs a `path` (a JSONL / JSON data file)")
+        path = spec["path"]
+        samples = self._read_file(path, spec.get("format", self.format))  # relative paths: as `train` files
+        return Source(**{**spec, "path": None, "samples": samples, "name": spec.get("name") or Path(path).name})
 
     def setup(self, stage: str | None = None) -> None:
         for split, files in self.files.items():
             if files:
                 self.read(split)
+        if self.sources:
+            self.train_mixture()
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader | list:
+    def _loader(self, split: str) -> DataLoader | list:
         if not self.files[split]:
             return []  # Lightning reads an empty list as "no such loop"
         if self.processor is None:
             raise RuntimeError(f"{type(self).__name__}.connect(processor, max_len) must be called before loading")
         generation = split == "predict"
         dataset = SampleDataset(self.read(split), self.processor, self.strict, generation=generation)
-        if split == "train" and self.packing is not None:
-            return packed_loader(dataset, self.packing, self.processor, self.seed, self.num_workers)
-        generator = torch.Generator().manual_seed(self.seed)
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
-            shuffle=shuffle,
             num_workers=self.num_workers,
             collate_fn=PadCollator(self.processor.pad_id, padding_side="left" if generation else "right"),
-            generator=generator if shuffle else None,
             persistent_workers=self.num_workers > 0,
         )
 
     def train_dataloader(self) -> DataLoader | list:
-        return self._loader("train", shuffle=True)
+        if not self.files["train"] and not self.sources:
+            return []
+        if self.processor is None:
+            raise RuntimeError(f"{type(self).__name__}.connect(processor, max_len) must be called before loading")
+        mixture = self.train_mixture()
+        dataset = SampleDataset(mixture.samples, self.processor, self.strict)
+        trainer = self._trainer_or_none()
+        rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+        if self.packing is not None:
+            loader = packed_loader(dataset, self.packing, self.processor, mixture, self.seed, self.num_workers, rank,
+                                   world, fixed_index=not self.sources)
+        else:
+            sampler = MixtureSampler(mixture, self.seed, rank, world)
+            loader = ResumableLoader(dataset, batch_size=self.batch_size, sampler=sampler, num_workers=self.num_workers,
+                                     collate_fn=PadCollator(self.processor.pad_id), persistent_workers=self.num_workers > 0)
+        if self._resume is not None:
+            _resume(loader, self._resume, self.seed, world)
+            self._resume = None  # once: a later loader (reload_dataloaders_every_n_epochs) starts its epoch afresh
+        return loader
 
     def val_dataloader(self) -> DataLoader | list:
-        return self._loader("val", shuffle=False)
+        return self._loader("val")
 
     def test_dataloader(self) -> DataLoader | list:
-        return self._loader("test", shuffle=False)
+        return self._loader("test")
 
     def predict_dataloader(self) -> DataLoader | list:
-        return self._loader("predict", shuffle=False)
+        return self._loader("predict")
+
+    # -- resume ----------------------------------------------------------------------------------
+    def _trainer_or_none(self):
+        return getattr(self, "trainer", None)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The training position, as batches the training loop has consumed (not what loader workers prefetched)."""
+        trainer = self._trainer_or_none()
+        if trainer is None or not (self.files["train"] or self.sources):
+            return {}
+        epoch, batches = train_position(trainer)
+        per_batch = self.packing.packs_per_batch if self.packing is not None else self.batch_size
+        # `position` counts the sampler's items (samples, or packs), so a resume with another batch size still fits
+        return {"train": {"epoch": epoch, "batches": batches, "position": batches * per_batch, "seed": self.seed,
+                          "world_size": trainer.world_size}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._resume = state.get("train")
+
+
+def train_position(trainer) -> tuple[int, int]:
+    """(epoch, batches of it consumed) from Lightning's own progress counters, the ones it restores on resume.
+
+    A finished epoch reads as the next one's start, so a checkpoint taken at an epoch's end resumes at a fresh epoch.
+    """
+    epochs = trainer.fit_loop.epoch_progress.current
+    epoch = epochs.ready - 1
+    if epochs.started < epochs.ready:  # inside on_train_epoch_start: the batch counters still hold the last epoch
+        return max(epoch, 0), 0
+    batches = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+    if batches >= trainer.num_training_batches:
+        return epoch + 1, 0
+    return max(epoch, 0), batches
+
+
+def _resume(loader: DataLoader, state: dict[str, Any], seed: int, world_size: int) -> None:
+    if (state["seed"], state["world_size"]) != (seed, world_size):
+        raise ValueError(f"the checkpoint's data position is for seed {state['seed']} on {state['world_size']} rank(s); "
+                         f"this run has seed {seed} on {world_size}: resume with the same seed and world size")
+    if isinstance(loader.dataset, OnlinePackDataset):
+        loader.dataset.resume(state["epoch"], state["batches"])
+    else:
+        loader.sampler.load_state_dict({"seed": seed, "world_size": world_size, "epoch": state["epoch"],
+                                        "position": state["position"]})

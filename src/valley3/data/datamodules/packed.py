@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import json
 import os
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-import torch
+import numpy as np
 from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
 
-from valley3.data.pack_index import index_key, pack_index
-from valley3.data.packing import OnlinePacker, PackBudget, PackingCollator
+from valley3.data.mixture import Mixture
+from valley3.data.pack_index import cost_index, index_key, pack_index
+from valley3.data.packing import OnlinePacker, PackBudget, PackingCollator, packs_in_order
+from valley3.data.sampler import ResumableLoader, ShardSampler
 
 MODES = ("offline", "online")
 
@@ -75,41 +80,78 @@ def default_cache_dir() -> Path:
 
 
 class PackDataset(Dataset):
-    """Pack i of an index -> its examples (None where a sample's media has become unreadable)."""
+    """A pack (a list of dataset indices, as `PackSampler` yields it) -> its examples (None: unreadable media)."""
 
-    def __init__(self, dataset: Dataset, packs: list[list[int]]):
-        self.dataset, self.packs = dataset, packs
+    def __init__(self, dataset: Dataset):
+        self.dataset = dataset
 
     def __len__(self) -> int:
-        return len(self.packs)
+        return len(self.dataset)
 
-    def __getitem__(self, index: int) -> list:
-        return [self.dataset[i] for i in self.packs[index]]
+    def __getitem__(self, pack: list[int]) -> list:
+        return [self.dataset[i] for i in pack]
+
+
+class PackSampler(ShardSampler):
+    """Yields this rank's packs of each epoch; `epoch_packs(epoch)` gives every rank's packs in order.
+
+    Lightning reads a loader's length once, so every epoch has epoch 0's pack count (split equally over ranks):
+    a later epoch with more packs loses its last ones, one with fewer repeats its first ones (`fitted()` counts).
+
+    Args:
+        epoch_packs: epoch -> the packs of that epoch (the same on every rank).
+        seed: recorded in the state, so a resume with another seed is refused.
+        rank: this process's rank.
+        world_size: number of processes.
+    """
+
+    def __init__(self, epoch_packs: Callable[[int], list[list[int]]], seed: int = 0, rank: int = 0,
+                 world_size: int = 1):
+        super().__init__(seed, rank, world_size)
+        self._epoch_packs, self._cached = epoch_packs, {}
+        self._total = len(self.epoch_order(0))
+
+    def epoch_order(self, epoch: int) -> list[list[int]]:
+        if epoch not in self._cached:
+            self._cached = {epoch: self._epoch_packs(epoch)}  # one epoch kept: packs of a big mixture are large
+        return self._cached[epoch]
+
+    def total(self) -> int:
+        return self._total
 
 
 class OnlinePackDataset(IterableDataset):
-    """A seeded shuffle per epoch, split over ranks and workers, packed as it streams.
+    """A mixture's order per epoch, split over workers, packed as it streams (one rank only: ranks would pack
+    different numbers of packs and step unequally, which hangs DDP).
 
     Args:
         dataset: examples by index (None for a skipped sample).
         packer: the online packer (copied per iteration, so its counters are per epoch and worker).
-        seed: shuffle seed; epoch e uses seed + e.
+        mixture: gives each epoch's order of dataset indices.
+        seed: with the epoch, fixes the order.
+        packs_per_batch: packs per batch, to turn the batches a resumed run has consumed into packs to skip.
     """
 
-    def __init__(self, dataset: Dataset, packer: OnlinePacker, seed: int = 0):
-        self.dataset, self.packer, self.seed, self.epoch = dataset, packer, seed, 0
+    def __init__(self, dataset: Dataset, packer: OnlinePacker, mixture: Mixture, seed: int = 0,
+                 packs_per_batch: int = 1):
+        self.dataset, self.packer, self.mixture, self.seed, self.epoch = dataset, packer, mixture, seed, 0
+        self.packs_per_batch, self.skip_batches = packs_per_batch, 0
+
+    def resume(self, epoch: int, batches: int) -> None:
+        """Start at `epoch` past its first `batches` batches (the stream is replayed up to there, not trained on)."""
+        self.epoch, self.skip_batches = epoch, batches
 
     def __iter__(self):
-        generator = torch.Generator().manual_seed(self.seed + self.epoch)
-        order = torch.randperm(len(self.dataset), generator=generator).tolist()
+        order = self.mixture.epoch_indices(self.seed, self.epoch).tolist()
         self.epoch += 1
-        dist = torch.distributed
-        rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_available() and dist.is_initialized() else (0, 1)
         worker = get_worker_info()
         wid, workers = (worker.id, worker.num_workers) if worker else (0, 1)
+        # The DataLoader takes batches from its workers in turn: batch j came from worker j % workers.
+        skip = self.packs_per_batch * max(0, -(-(self.skip_batches - wid) // workers))
+        self.skip_batches = 0
         packer = OnlinePacker(self.packer.budget, self.packer.media_ids, self.packer.buffer_size,
                               self.packer.min_fill, self.packer.rate)
-        yield from packer(self.dataset[i] for i in order[rank * workers + wid :: world * workers])
+        yield from itertools.islice(packer(self.dataset[i] for i in order[wid::workers]), skip, None)
 
 
 def _processor_digest(processor) -> dict[str, Any]:
@@ -132,8 +174,14 @@ def _processor_digest(processor) -> dict[str, Any]:
     return digest
 
 
-def packed_loader(dataset, config: PackingConfig, processor, seed: int = 0, num_workers: int = 0) -> DataLoader:
-    """The training DataLoader over packs of `dataset` (a SampleDataset), offline or online."""
+def packed_loader(dataset, config: PackingConfig, processor, mixture: Mixture, seed: int = 0, num_workers: int = 0,
+                  rank: int = 0, world_size: int = 1, fixed_index: bool = True) -> DataLoader:
+    """The training DataLoader over packs of `dataset` (a SampleDataset over `mixture.samples`), offline or online.
+
+    Offline with `fixed_index` (plain files): one cached pack index, its packs reshuffled each epoch. Offline over a
+    configured mixture: sample costs are measured once (cached) and each epoch's draws are packed in the sampler's
+    order (a curriculum holds window by window). Both deal packs to ranks in turn, cutting the remainder.
+    """
     media_ids = sorted(processor.token_ids.values())
     audio = processor.audio
     rate = audio.sampling_rate / audio.hop_length if audio is not None else 100.0
@@ -141,15 +189,38 @@ def packed_loader(dataset, config: PackingConfig, processor, seed: int = 0, num_
     common = {"batch_size": config.packs_per_batch, "num_workers": num_workers, "collate_fn": collate,
               "persistent_workers": num_workers > 0}
     if config.mode == "online":
+        if world_size > 1:
+            raise ValueError(f"online packing gives ranks unequal numbers of packs (DDP would hang) and cannot run on "
+                             f"{world_size} ranks; use packing mode: offline")
         packer = OnlinePacker(config.budget, media_ids, config.buffer_size, audio_frame_rate=rate)
-        return DataLoader(OnlinePackDataset(dataset, packer, seed), **common)
+        return ResumableLoader(OnlinePackDataset(dataset, packer, mixture, seed, config.packs_per_batch), **common)
     samples = hashlib.sha256(json.dumps([dataclasses.asdict(s) for s in dataset.samples], default=str).encode())
-    key = index_key(samples.hexdigest(), _processor_digest(processor), dataclasses.asdict(config.budget),
-                    config.window, seed)
-    packs, stats, _ = pack_index(dataset, config.budget, seed, key, config.cache_dir or default_cache_dir(),
-                                 media_ids, rate, config.window, num_workers)
+    parts = (samples.hexdigest(), _processor_digest(processor), dataclasses.asdict(config.budget))
+    cache_dir = config.cache_dir or default_cache_dir()
+    if fixed_index:
+        packs, stats, _ = pack_index(dataset, config.budget, seed, index_key(*parts, config.window, seed), cache_dir,
+                                     media_ids, rate, config.window, num_workers)
+        epoch_packs = partial(_reshuffled, packs, seed)
+    else:
+        costs, stats = cost_index(dataset, config.budget, index_key(*parts), cache_dir, media_ids, rate, num_workers)
+        epoch_packs = partial(_mixture_packs, costs, mixture, config, seed)
     if stats.truncated or stats.skipped:
         warnings.warn(f"packing: {stats.truncated} over-long sample(s) truncated, {stats.skipped} skipped "
                       f"(over_long={config.over_long!r}, max_tokens={config.max_tokens})", stacklevel=2)
-    generator = torch.Generator().manual_seed(seed)
-    return DataLoader(PackDataset(dataset, packs), shuffle=True, generator=generator, **common)
+    sampler = PackSampler(epoch_packs, seed, rank, world_size)
+    cut = sampler.fitted(0)[0]
+    if cut:
+        warnings.warn(f"packing: {cut} pack(s) of each epoch's {sampler.total()} left out so that {world_size} ranks "
+                      f"take the same number of steps", stacklevel=2)
+    return ResumableLoader(PackDataset(dataset), sampler=sampler, **common)
+
+
+def _reshuffled(packs: list[list[int]], seed: int, epoch: int) -> list[list[int]]:
+    return [packs[i] for i in np.random.default_rng([seed, epoch]).permutation(len(packs))]
+
+
+def _mixture_packs(costs, mixture: Mixture, config: PackingConfig, seed: int, epoch: int) -> list[list[int]]:
+    packs = packs_in_order(costs, mixture.epoch_indices(seed, epoch), config.budget, config.window)
+    if mixture.quality is None:  # no curriculum: spread each window's long-first packs over the epoch
+        packs = _reshuffled(packs, seed, epoch)
+    return packs
