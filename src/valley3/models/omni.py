@@ -8,16 +8,21 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.distributed.fsdp import FSDPModule
 
 from valley3.models.audio.base import AudioEncoder
 from valley3.models.connectors.audio_mlp import AudioMLPConnector
 from valley3.models.connectors.mlp import MLPConnector
 from valley3.models.decoders.hf import HFDecoder
+from valley3.models.init_args import RecordsInitArgs
 from valley3.models.vision.base import VisionEncoder
 
 # A connector is given as a class (or partial) that OmniModel calls with (encoder width, decoder width),
 # so a YAML never repeats the widths of the components it connects.
 ConnectorFactory = Callable[[int, int], nn.Module]
+
+# Batch keys a decoder with its own vision tower takes instead of OmniModel.embed.
+_DECODER_VISION_KEYS = ("pixel_values", "video_pixels", "video_frames", "video_timestamps")
 
 MEDIA_TOKENS = {"image": "<|image_pad|>", "video": "<|video_pad|>", "audio": "<|audio_pad|>"}
 
@@ -26,7 +31,7 @@ class PlaceholderMismatch(ValueError):
     """The placeholder tokens of a sample and the features its media produced differ in number."""
 
 
-class OmniModel(nn.Module):
+class OmniModel(nn.Module, RecordsInitArgs):
     """A decoder LM with optional vision and audio towers whose features replace placeholder tokens.
 
     Args:
@@ -59,6 +64,8 @@ class OmniModel(nn.Module):
 
     # -- what the processor reads: the same functions the features come from ----------------------
     def image_num_tokens(self, height: int, width: int) -> int:
+        if self._vision_in_decoder():
+            return self.decoder.image_num_tokens(height, width)
         return self.vision_connector.num_tokens(self.vision.grid(height, width))
 
     def audio_num_tokens(self, num_frames: int) -> int:
@@ -73,6 +80,8 @@ class OmniModel(nn.Module):
             "audio_connector": self.audio_connector,
             "decoder": self.decoder,
         }
+        if self._vision_in_decoder():  # Qwen3-VL: "vision" is its ViT, "decoder" its language model and head
+            parts.update(self.decoder.components())
         return {name: module for name, module in parts.items() if module is not None}
 
     def bind_tokenizer(self, token_ids: dict[str, int], vocab_size: int) -> None:
@@ -95,6 +104,7 @@ class OmniModel(nn.Module):
         video_pixels: torch.Tensor | Sequence[torch.Tensor] | None = None,
         video_frames: torch.Tensor | None = None,
         video_owner: torch.Tensor | None = None,
+        video_timestamps: torch.Tensor | None = None,  # read by decoders that place video on a time axis
         sample_ids: Sequence[str] | None = None,
         cu_seqlens: torch.Tensor | None = None,
     ) -> torch.Tensor:
@@ -116,15 +126,46 @@ class OmniModel(nn.Module):
             features, per_frame = self._encode_pictures(video_pixels)
             per_video = [sum(n) for n in _split(per_frame, video_frames.tolist())]
             embeds = self._scatter(embeds, input_ids, "video", features, per_video, video_owner, *where)
+        embeds = self._keep_in_graph(embeds, "vision", pixel_values, video_pixels)
         if audio_features is not None and len(audio_features):
             features = self.audio_connector(self.audio(audio_features, audio_lengths))
             per_item = [self.audio_num_tokens(n) for n in audio_lengths.tolist()]
             embeds = self._scatter(embeds, input_ids, "audio", features, per_item, audio_owner, *where)
+        embeds = self._keep_in_graph(embeds, "audio", audio_features)
         given = {"image": pixel_values, "audio": audio_features, "video": video_pixels}
+        if self._vision_in_decoder():  # the decoder scatters and checks its own pictures
+            given = {"audio": audio_features}
         for kind, inputs in given.items():
             if (inputs is None or not len(inputs)) and (input_ids == self.token_ids[kind]).any():
                 raise PlaceholderMismatch(f"the batch has {kind} placeholder tokens but no {kind} inputs")
         return embeds
+
+    # Training only: a tower whose media the batch lacks still runs, on a tiny zero input, so every rank calls
+    # the same modules in the same order (FSDP all-gathers) and gives every parameter a gradient (DDP with
+    # find_unused_parameters=False). OmniStage(dummy_inputs=False) turns it off.
+    dummy_inputs: bool = True
+
+    def _keep_in_graph(self, embeds: torch.Tensor, kind: str, *inputs: Any) -> torch.Tensor:
+        """`embeds` + 0 x the features of a zero input through `kind`'s tower (vision or audio) when the batch has
+        no input for it: the same values bit for bit, and an exactly-zero gradient for the tower."""
+        vision = kind == "vision"
+        encoder, connector = (self.vision, self.vision_connector) if vision else (self.audio, self.audio_connector)
+        if encoder is None or not (self.dummy_inputs and self.training and torch.is_grad_enabled()):
+            return embeds
+        if any(x is not None and len(x) for x in inputs):
+            return embeds
+        trainable = any(p.requires_grad for p in [*encoder.parameters(), *connector.parameters()])
+        if not trainable and not any(isinstance(m, FSDPModule) for m in encoder.modules()):
+            return embeds  # frozen and unsharded: no collective and no gradient to keep in step
+        zeros = {"dtype": embeds.dtype, "device": embeds.device}
+        if vision:
+            size = encoder.input_size(encoder.image_size, encoder.image_size)
+            features, _ = self._encode_pictures(torch.zeros(1, 3, *size, **zeros))
+        else:
+            frames = next(n for n in range(1, 100_000) if self.audio_num_tokens(n) > 0)  # shortest clip with a token
+            lengths = torch.tensor([frames], device=embeds.device)
+            features = connector(encoder(torch.zeros(1, encoder.n_mels, frames, **zeros), lengths))
+        return embeds + 0 * features.sum().to(embeds.dtype)
 
     def _encode_pictures(self, pixels: torch.Tensor | Sequence[torch.Tensor]) -> tuple[torch.Tensor, list[int]]:
         """Connector outputs of every picture, concatenated in order [sum tokens, width], and tokens per picture.
@@ -186,6 +227,12 @@ class OmniModel(nn.Module):
     ) -> torch.Tensor:
         """Logits [B, L, vocab]. `media` takes the batch's media keys (see `embed`); `cu_seqlens` marks a
         packed batch (sample boundaries over the flattened rows), whose samples never attend to each other."""
+        if self._vision_in_decoder():
+            pictures = {k: media.pop(k) for k in _DECODER_VISION_KEYS if k in media}
+            embeds = self.embed(input_ids, cu_seqlens=cu_seqlens, **media)
+            keep = getattr(self, "dummy_inputs", True) and self.training and torch.is_grad_enabled()
+            return self.decoder(embeds, attention_mask, position_ids, cu_seqlens, input_ids=input_ids,
+                                token_ids=self.token_ids, keep_in_graph=keep, **pictures)
         embeds = self.embed(input_ids, cu_seqlens=cu_seqlens, **media)
         return self.decoder(embeds, attention_mask=attention_mask, position_ids=position_ids, cu_seqlens=cu_seqlens)
 
@@ -195,11 +242,21 @@ class OmniModel(nn.Module):
     ) -> torch.Tensor:
         """Greedy (by default) continuation ids [B, new] of left-padded prompts, with a KV cache."""
         media_keys = ("pixel_values", "image_owner", "audio_features", "audio_lengths", "audio_owner",
-                      "video_pixels", "video_frames", "video_owner", "sample_ids")
+                      "video_pixels", "video_frames", "video_owner", "video_timestamps", "sample_ids")
         media = {k: kwargs.pop(k) for k in media_keys if k in kwargs}
+        if self._vision_in_decoder():
+            pictures = {k: media.pop(k) for k in _DECODER_VISION_KEYS if k in media}
+            embeds = self.embed(input_ids, **media)
+            kwargs.setdefault("do_sample", False)
+            return self.decoder.generate(embeds, attention_mask, input_ids=input_ids, token_ids=self.token_ids,
+                                         max_new_tokens=max_new_tokens, **pictures, **kwargs)
         embeds = self.embed(input_ids, **media)
         kwargs.setdefault("do_sample", False)
         return self.decoder.generate(embeds, attention_mask, max_new_tokens=max_new_tokens, use_cache=True, **kwargs)
+
+    def _vision_in_decoder(self) -> bool:
+        """True for a decoder that carries its own vision tower (Qwen3-VL: ViT, DeepStack, TM-RoPE inside)."""
+        return self.vision is None and hasattr(self.decoder, "add_vision")
 
     @property
     def block_classes(self) -> set[type[nn.Module]]:

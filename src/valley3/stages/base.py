@@ -12,16 +12,19 @@ import torch.nn.functional as F
 from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
 from lightning.pytorch.utilities import rank_zero_info
 from safetensors.torch import load_file
+from torch.distributed.checkpoint.state_dict_loader import _load_state_dict_from_keys
+from torch.distributed.fsdp import FSDPModule
 from transformers import AutoTokenizer
 
 from valley3.data.processor import IGNORE_INDEX, AudioSpec, ImageSpec, OmniProcessor, VideoSpec
 from valley3.data.templates import ChatTemplate, SpecialTokens
 from valley3.models.omni import OmniModel
+from valley3.stages.sharding import FSDPConfig, global_token_mean, shard_model
 
 MODEL_INPUTS = (
     "input_ids", "attention_mask", "position_ids", "pixel_values", "image_owner",
     "audio_features", "audio_lengths", "audio_owner", "video_pixels", "video_frames", "video_owner",
-    "sample_ids", "cu_seqlens",
+    "video_timestamps", "sample_ids", "cu_seqlens",
 )
 
 
@@ -45,6 +48,10 @@ def build_processor(
     if model.vision is not None:
         v = model.vision
         image = ImageSpec(v.image_size, v.image_mean, v.image_std, model.image_num_tokens, max_tiles, v.input_size)
+    elif hasattr(model.decoder, "add_vision"):  # Qwen3-VL: native resolution, frames in temporal pairs, no tiles
+        d = model.decoder
+        image = ImageSpec(d.image_size, d.image_mean, d.image_std, model.image_num_tokens, 1, d.input_size,
+                          d.temporal_patch_size)
     if model.audio is not None:
         a = model.audio
         audio = AudioSpec(a.sampling_rate, a.n_mels, a.n_fft, a.hop_length, model.audio_num_tokens)
@@ -77,7 +84,8 @@ class OmniStage(L.LightningModule):
         weight_decay: AdamW weight decay (not applied to biases and norms).
         warmup_steps: linear warm-up steps before cosine decay to 10% of the peak.
         max_len: longest example in tokens; longer ones are truncated or skipped.
-        init_from: a checkpoint (Lightning .ckpt or .safetensors) whose weights initialise the model.
+        init_from: a checkpoint (Lightning .ckpt, an FSDP checkpoint folder, or .safetensors) whose weights
+            initialise the model.
         system_prompt: system turn used when a sample has none.
         max_new_tokens: generation length in `predict_step`.
         max_tiles: dynamic tiling: a sample's single image becomes up to this many tiles plus a thumbnail, each
@@ -85,6 +93,11 @@ class OmniStage(L.LightningModule):
         video: video frame sampling and audio-in-video, as `VideoSpec` keywords, e.g. `{fps: 2, max_frames: 32}`
             or `{num_frames: 8, audio: false}`. Default: 16 uniform frames, the audio track added when the model
             has an audio encoder. (A dict, not a VideoSpec, so checkpoints keep plain hyperparameters.)
+        dummy_inputs: in training, run a trainable tower whose media a batch lacks on a tiny zero input with a zero
+            weight in the loss, so ranks with different modality mixes call the same modules (DDP needs no
+            `find_unused_parameters`, FSDP's all-gathers stay in step). The loss is unchanged bit for bit.
+        fsdp: how `configure_model` shards under `ModelParallelStrategy` (FSDP2), as `FSDPConfig` keywords, e.g.
+            `{activation_checkpointing: true, mixed_precision: bf16}`; ignored by other strategies.
     """
 
     def __init__(
@@ -100,12 +113,16 @@ class OmniStage(L.LightningModule):
         max_new_tokens: int = 64,
         max_tiles: int = 1,
         video: dict[str, Any] | None = None,
+        dummy_inputs: bool = True,
+        fsdp: dict[str, Any] | None = None,
     ):
         super().__init__()
         # Under LightningCLI `model` is saved as its config (so a checkpoint rebuilds its own model);
         # given as a module (a notebook), it is left out: its weights are in the state dict anyway.
         self.save_hyperparameters(ignore=[] if _given_hyperparameters.get() else ["model"])
         self.model = model
+        model.dummy_inputs = dummy_inputs
+        self.fsdp = FSDPConfig(**(fsdp or {}))
         unknown = set(lr or {}) - set(model.components())
         if unknown:
             raise ValueError(f"lr names unknown component(s) {sorted(unknown)}; the model has {sorted(model.components())}")
@@ -121,9 +138,12 @@ class OmniStage(L.LightningModule):
 
     # -- weights ---------------------------------------------------------------------------------
     def load_weights(self, path: str) -> None:
-        """Initialise from a previous stage: a Lightning checkpoint or a safetensors file (never unpickled code)."""
+        """Initialise from a previous stage: a Lightning checkpoint (a file, or the folder an FSDP run saves) or a
+        safetensors file (never unpickled code)."""
         if Path(path).suffix == ".safetensors":
             state = load_file(path)
+        elif Path(path).is_dir():  # ModelParallelStrategy's distributed checkpoint: only the weights are read
+            state = _load_state_dict_from_keys({"state_dict"}, checkpoint_id=path)["state_dict"]
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
         state = {k.removeprefix("model."): v for k, v in state.items()}
@@ -150,9 +170,12 @@ class OmniStage(L.LightningModule):
     # -- steps -----------------------------------------------------------------------------------
     def model_step(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
         """Loss (mean over the batch's supervised tokens) and the number of those tokens."""
-        logits = self.model(**{k: batch[k] for k in MODEL_INPUTS if k in batch})
-        total, count = masked_loss(logits, batch["labels"])
+        total, count = self._loss_sum(batch)
         return total / count.clamp(min=1), count
+
+    def _loss_sum(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = self.model(**{k: batch[k] for k in MODEL_INPUTS if k in batch})
+        return masked_loss(logits, batch["labels"])
 
     def _log_skipped(self, batch: dict[str, Any], split: str) -> None:
         self.log(f"{split}/skipped", batch["skipped"].float(), on_step=False, on_epoch=True, reduce_fx="sum", batch_size=1)
@@ -160,11 +183,17 @@ class OmniStage(L.LightningModule):
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
         self._log_skipped(batch, "train")
         if "input_ids" not in batch:  # every sample of this batch was skipped
-            return None
-        loss, count = self.model_step(batch)
+            if self.trainer.world_size == 1:
+                return None
+            # The other ranks wait for this one's gradients (and, under FSDP, its all-gathers): it runs a one-token
+            # batch with nothing supervised, a zero loss whose gradient is zero.
+            batch = self._empty_batch()
+        total, count = self._loss_sum(batch)
+        # The objective is the token mean over every rank's batch together (see `global_token_mean`).
+        loss, global_mean = global_token_mean(total, count, self.trainer.world_size)
         n = batch["input_ids"].shape[0]
         self._tokens_seen += int(batch["attention_mask"].sum())
-        self.log("train/loss", loss, prog_bar=True, batch_size=n)
+        self.log("train/loss", global_mean, prog_bar=True, batch_size=n)
         self.log("train/supervised_tokens", count.float(), reduce_fx="sum", batch_size=n)
         if self._start_time is None:
             self._start_time = time.perf_counter()
@@ -172,6 +201,10 @@ class OmniStage(L.LightningModule):
             elapsed = time.perf_counter() - self._start_time
             self.log("train/tokens_per_s", self._tokens_seen / max(elapsed, 1e-9), batch_size=n)
         return loss
+
+    def _empty_batch(self) -> dict[str, torch.Tensor]:
+        ids = torch.full((1, 1), self.processor.pad_id, device=self.device)
+        return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": torch.full_like(ids, IGNORE_INDEX)}
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         self._log_skipped(batch, "val")
@@ -202,6 +235,21 @@ class OmniStage(L.LightningModule):
             {"id": i, "prediction": p, "reference": r}
             for i, p, r in zip(batch["sample_ids"], self.generate_text(batch), references)
         ]
+
+    # -- scale -----------------------------------------------------------------------------------
+    def configure_model(self) -> None:
+        """Under `ModelParallelStrategy`: FSDP2 on every block of the model (`model.block_classes`), then on the
+        model, over the data-parallel mesh, with the options of `fsdp`. Other strategies leave the model as is."""
+        mesh = self.device_mesh
+        if mesh is None or isinstance(self.model, FSDPModule):  # not sharding, or sharded by an earlier fit
+            return
+        if mesh["tensor_parallel"].size() > 1:
+            raise ValueError(
+                "valley3 shards with FSDP only: give ModelParallelStrategy tensor_parallel_size=1 and "
+                f"data_parallel_size={mesh.size()} (the world size)"
+            )
+        blocks = shard_model(self.model, self.model.block_classes, mesh["data_parallel"], self.fsdp)
+        rank_zero_info(f"FSDP2: {blocks} blocks sharded over {mesh.size()} ranks, {self.fsdp}")
 
     # -- optimisation ----------------------------------------------------------------------------
     def configure_optimizers(self):
