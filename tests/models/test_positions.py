@@ -169,3 +169,31 @@ def test_parity_qwen3_omni_audio_in_video():
     segs = [Text(4), Video(2, 2, 2, timestamps=[0.0, 0.32], audio=Audio(13)), Text(3)]
     ours, nxt = tm_rope_ids(segs)
     assert torch.equal(ref[:, 0].long(), ours) and nxt - len(toks) == int(delta.item())
+
+
+def test_valley3_release_rule_text_image_video_audio():
+    """The release's get_rope_index_qwen3omni: brackets are text, an image's t ids step 25 per grid, video grids at
+    their time x 25 ids/s, audio ids consecutive (not spaced by time), everything after at max + 1."""
+    segments = [Text(2), Image(1, 1, 2), Text(2), Video(2, 1, 1, timestamps=[0.0, 1.0]), Text(2), Audio(3), Text(1)]
+    ids, nxt = tm_rope_ids(segments, ids_per_second=25)
+    # image at 2 (w 2..3) -> text from 4; video grids at 6 and 6 + 25; text from 32; audio 34..36; text 37.
+    t = [0, 1, 2, 2, 4, 5, 6, 31, 32, 33, 34, 35, 36, 37]
+    h = [0, 1, 2, 2, 4, 5, 6, 6, 32, 33, 34, 35, 36, 37]
+    w = [0, 1, 2, 3, 4, 5, 6, 6, 32, 33, 34, 35, 36, 37]
+    assert torch.equal(ids, _t([t, h, w])) and nxt == 38
+
+
+def test_audio_token_count_matches_the_release_formula():
+    from valley3.models.audio import AuTEncoder
+    from valley3.models.connectors.audio_mlp import AudioMLPConnector
+
+    def release(frames):  # _get_feat_extract_output_lengths of modeling_valley_omni
+        leave = frames % 100
+        feat = (leave - 1) // 2 + 1
+        return ((feat - 1) // 2 + 1 - 1) // 2 + 1 + (frames // 100) * 13
+
+    encoder = AuTEncoder("tiny-aut")
+    connector = AudioMLPConnector(encoder.embed_dim, 64)
+    for frames in (1, 99, 100, 130, 257, 1000):
+        assert connector.num_tokens(encoder.num_tokens(frames)) == release(frames)
+    assert release(130) == 17 and tm_rope_ids([Audio(17)])[0][0].tolist() == list(range(17))

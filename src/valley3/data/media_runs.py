@@ -27,6 +27,7 @@ class ImageSpec:
     num_tokens: Callable[[int, int], int]
     max_tiles: int = 1  # a sample's single image becomes up to this many tiles plus a thumbnail; 1 = no tiling
     input_size: Callable[[int, int], tuple[int, int]] | None = None
+    temporal_patch: int = 1  # video frames per temporal grid (Qwen-VL's ViTs take frames in pairs: 2)
 
     def __post_init__(self):
         if self.max_tiles < 1:

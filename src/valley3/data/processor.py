@@ -123,7 +123,8 @@ class OmniProcessor:
             return self._audio_run(load_audio(path, self.audio.sampling_rate), path, example)
         if kind == "video" and self.image is not None:
             frames, times = video_pixels(self.image, self.video, path)
-            run = self._run("video", frames.shape[0] * self.image.num_tokens(*frames.shape[-2:]))
+            grids = -(-frames.shape[0] // self.image.temporal_patch)  # a last odd frame is paired with itself
+            run = self._run("video", grids * self.image.num_tokens(*frames.shape[-2:]))
             wave = load_video_audio(path, self.audio.sampling_rate) if self.video_audio else None
             example.video_pixels.append(frames)
             example.video_timestamps.append(times)

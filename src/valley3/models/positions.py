@@ -8,7 +8,10 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["Audio", "Image", "Segment", "Text", "Video", "merged_grid", "mrope_ids", "rope_ids", "tm_rope_ids"]
+__all__ = [
+    "Audio", "Image", "Segment", "Text", "Video", "merged_grid", "mrope_ids", "placeholder_runs", "rope_ids",
+    "tm_rope_ids",
+]
 
 # Float products such as 3 * 0.08 * 25 land just below an integer; nudge before flooring.
 _EPS = 1e-6
@@ -202,3 +205,22 @@ def tm_rope_ids(segments: Sequence[Segment], ids_per_second: float = 25) -> tupl
         return _interleave(video, _audio_ids(seg.audio, pos, ids_per_second))
 
     return _assemble(segments, piece)
+
+
+def placeholder_runs(ids: Sequence[int], placeholders: dict[int, str]) -> list[tuple[str | None, int]]:
+    """A sample's tokens as maximal runs ``(kind, length)``: ``kind`` is a placeholder run's media, None is text.
+
+    One media item is one run, as the processor brackets every item (``<|vision_start|>…<|vision_end|>``).
+
+    Args:
+        ids: the sample's token ids.
+        placeholders: placeholder token id -> media kind ("image", "video", "audio").
+    """
+    runs: list[tuple[str | None, int]] = []
+    for token in ids:
+        kind = placeholders.get(int(token))
+        if runs and runs[-1][0] == kind:
+            runs[-1] = (kind, runs[-1][1] + 1)
+        else:
+            runs.append((kind, 1))
+    return runs

@@ -29,6 +29,21 @@ DECODERS: dict[str, dict[str, Any]] = {
         model_type="gemma3_text", head_dim=16, query_pre_attn_scalar=16, sliding_window=16,
         layer_types=["sliding_attention", "full_attention"], **_TINY_DECODER,
     ),
+    # Qwen3-VL (Qwen3VLConfig: text + vision sub-configs): the Valley3 backbone, 2 text layers, a 2-block ViT with
+    # 16 px patches merged 2x2 and DeepStack from block 0; vocab covers the tiny tokenizer (grown on bind).
+    "tiny-qwen3-vl": dict(
+        model_type="qwen3_vl",
+        text_config=dict(
+            vocab_size=1024, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+            num_key_value_heads=2, head_dim=16, max_position_embeddings=4096,
+            rope_parameters=dict(rope_type="default", rope_theta=5e6, mrope_section=[4, 2, 2], mrope_interleaved=True),
+        ),
+        vision_config=dict(
+            depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=64, patch_size=16,
+            spatial_merge_size=2, temporal_patch_size=2, num_position_embeddings=64, deepstack_visual_indexes=[0],
+        ),
+        tie_word_embeddings=True,
+    ),
     # Qwen/Qwen2.5-7B(-Instruct).
     "qwen2.5-7b": dict(
         model_type="qwen2", vocab_size=152064, hidden_size=3584, intermediate_size=18944, num_hidden_layers=28,
@@ -58,6 +73,23 @@ DECODERS: dict[str, dict[str, Any]] = {
             "full_attention": dict(rope_type="linear", factor=8.0, rope_theta=1e6),
             "sliding_attention": dict(rope_type="default", rope_theta=10000.0),
         },
+    ),
+    # Qwen/Qwen3-VL-8B-Instruct (Qwen3VLConfig, the Valley3 backbone): a Qwen3-8B-shaped text tower with interleaved
+    # mRoPE, and a SigLIP2-so400m-shaped ViT (16 px patches, 2x2 merge, DeepStack taps at blocks 8/16/24).
+    "qwen3-vl-8b": dict(
+        model_type="qwen3_vl", image_token_id=151655, video_token_id=151656, vision_start_token_id=151652,
+        vision_end_token_id=151653, tie_word_embeddings=False,
+        text_config=dict(
+            vocab_size=151936, hidden_size=4096, intermediate_size=12288, num_hidden_layers=36,
+            num_attention_heads=32, num_key_value_heads=8, head_dim=128, max_position_embeddings=262144,
+            rms_norm_eps=1e-6, tie_word_embeddings=False,
+            rope_parameters=dict(rope_type="default", rope_theta=5e6, mrope_section=[24, 20, 20], mrope_interleaved=True),
+        ),
+        vision_config=dict(
+            depth=27, hidden_size=1152, intermediate_size=4304, num_heads=16, out_hidden_size=4096, patch_size=16,
+            spatial_merge_size=2, temporal_patch_size=2, num_position_embeddings=2304,
+            deepstack_visual_indexes=[8, 16, 24], hidden_act="gelu_pytorch_tanh",
+        ),
     ),
 }
 

@@ -1,5 +1,6 @@
 """Decoders: language models that OmniModel feeds with embeddings."""
 
 from valley3.models.decoders.hf import HFDecoder
+from valley3.models.decoders.qwen3_vl import Qwen3VLDecoder
 
-__all__ = ["HFDecoder"]
+__all__ = ["HFDecoder", "Qwen3VLDecoder"]

@@ -1,0 +1,321 @@
+"""Qwen3-VL as Valley3's backbone: its ViT, merger and DeepStack run inside the decoder, positions are TM-RoPE."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import DynamicCache, Qwen3VLConfig, Qwen3VLForConditionalGeneration
+from transformers.generation.logits_process import (
+    LogitsProcessorList,
+    TemperatureLogitsWarper,
+    TopKLogitsWarper,
+    TopPLogitsWarper,
+)
+from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
+
+from valley3.assets import tiny_tokenizer_dir
+from valley3.models.attention import SDPA_VARLEN, packed_inputs, resolve_backend
+from valley3.models.decoders.hf import HFDecoder
+from valley3.models.positions import Audio, Image, Text, Video, placeholder_runs, tm_rope_ids
+from valley3.models.presets import DECODERS, resolve
+
+Pictures = torch.Tensor | Sequence[torch.Tensor]
+
+
+class Qwen3VLDecoder(HFDecoder):
+    """The whole Qwen3-VL model (vision tower + merger + DeepStack + decoder) that OmniModel feeds with embeddings.
+
+    Pictures arrive as [3, H, W] tensors already resized by `input_size` (smart resize to multiples of
+    patch x merge) and normalised with mean = std = 0.5; the decoder cuts them into Qwen's patch rows itself.
+    Position ids are the Valley3 release's TM-RoPE (`positions.tm_rope_ids`), computed per sample from its tokens.
+
+    Args:
+        preset: a named shape from `valley3.models.presets.DECODERS` (e.g. "tiny-qwen3-vl").
+        config: Qwen3VLConfig keywords applied on top of the preset.
+        path: a local Qwen3-VL (or valley_omni-exported) checkpoint folder; wins over preset/config.
+        tokenizer: the tokenizer folder; defaults to `path`, else the project's tiny tokenizer.
+        attn_implementation: the decoder's attention backend, as for `HFDecoder` (the ViT uses SDPA or flash-attn).
+        dtype: parameter dtype, e.g. "float32" or "bfloat16".
+        min_pixels: smallest picture area after resize (Qwen3-VL's processor: 65536).
+        max_pixels: largest picture area after resize (Qwen3-VL's processor: 16777216).
+        position_id_per_seconds: TM-RoPE temporal ids per second of video (the release's 25).
+    """
+
+    def __init__(
+        self,
+        preset: str | None = None,
+        config: dict[str, Any] | None = None,
+        path: str | None = None,
+        tokenizer: str | None = None,
+        attn_implementation: str = "sdpa",
+        dtype: str = "float32",
+        min_pixels: int = 65536,
+        max_pixels: int = 16777216,
+        position_id_per_seconds: float = 25,
+    ):
+        # Not HFDecoder.__init__: that builds a text-only AutoModelForCausalLM; this builds the whole Qwen3-VL.
+        nn.Module.__init__(self)
+        backend = resolve_backend(attn_implementation)
+        # The ViT runs its own per-image varlen attention; valley3's packed-LM backend is for the text model only.
+        attn = {"text_config": backend, "vision_config": "sdpa" if backend == SDPA_VARLEN else backend, "": backend}
+        if path is not None:
+            self.model = Qwen3VLForConditionalGeneration.from_pretrained(
+                path, attn_implementation=attn, dtype=getattr(torch, dtype)
+            )
+        else:
+            kwargs = resolve(DECODERS, preset, config)
+            if kwargs.pop("model_type", "qwen3_vl") != "qwen3_vl":
+                raise ValueError(f"Qwen3VLDecoder needs a qwen3_vl preset, got {preset!r}")
+            self.model = Qwen3VLForConditionalGeneration._from_config(
+                Qwen3VLConfig(**kwargs), attn_implementation=attn, dtype=getattr(torch, dtype)
+            )
+        self.tokenizer_path = tokenizer or path or tiny_tokenizer_dir()
+        self.min_pixels, self.max_pixels = min_pixels, max_pixels
+        self.position_id_per_seconds = position_id_per_seconds
+        vision = self.model.config.vision_config
+        self.patch_size, self.merge, self.temporal_patch_size = (
+            vision.patch_size, vision.spatial_merge_size, vision.temporal_patch_size
+        )
+        # What the processor reads (ImageSpec): square side for tiling (unused: native resolution), mean, std.
+        self.image_size = self.patch_size * self.merge * 16
+        self.image_mean = self.image_std = (0.5, 0.5, 0.5)
+
+    # -- sizes ----------------------------------------------------------------------------------
+    @property
+    def hidden_size(self) -> int:
+        return self.model.config.text_config.hidden_size
+
+    def input_size(self, height: int, width: int) -> tuple[int, int]:
+        """Qwen3-VL's smart resize: both sides multiples of patch x merge, area within [min_pixels, max_pixels]."""
+        return smart_resize(height, width, self.patch_size * self.merge, self.min_pixels, self.max_pixels)
+
+    def image_num_tokens(self, height: int, width: int) -> int:
+        """LLM tokens of one picture of this (already resized) size."""
+        side = self.patch_size * self.merge
+        if height % side or width % side:
+            raise ValueError(f"a {height}x{width} picture is not a multiple of {side}; resize it with input_size")
+        return (height // side) * (width // side)
+
+    def components(self) -> dict[str, nn.Module]:
+        """The ViT with its mergers ("vision"), and the language model with its head ("decoder")."""
+        inner = self.model.model
+        language = nn.ModuleDict({"lm": inner.language_model, "head": self.model.lm_head})
+        return {"vision": inner.visual, "decoder": language}
+
+    # -- vision ---------------------------------------------------------------------------------
+    def patchify(self, frames: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
+        """[T, 3, H, W] frames (a picture: T = 1) -> Qwen's patch rows [t*h*w, 3*tp*p*p] and the grid [t, h, w].
+
+        T is padded to a multiple of the temporal patch by repeating the last frame, as Qwen's processors do;
+        rows follow the merge windows (2x2 neighbours adjacent), the order the merger expects."""
+        tp, p, m = self.temporal_patch_size, self.patch_size, self.merge
+        if frames.shape[0] % tp:
+            frames = torch.cat([frames, frames[-1:].expand(tp - frames.shape[0] % tp, -1, -1, -1)])
+        t, c, height, width = frames.shape
+        gt, gh, gw = t // tp, height // p, width // p
+        x = frames.reshape(gt, tp, c, gh // m, m, p, gw // m, m, p).permute(0, 3, 6, 4, 7, 2, 1, 5, 8)
+        return x.reshape(gt * gh * gw, c * tp * p * p), [gt, gh, gw]
+
+    def encode_pictures(self, clips: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor]:
+        """Merged features [tokens, width], DeepStack features per level and the grids [N, 3] of some clips."""
+        rows, grids = zip(*(self.patchify(clip) for clip in clips))
+        grid = torch.tensor(grids, dtype=torch.long, device=rows[0].device)
+        visual = self.model.model.visual
+        out = visual(torch.cat(rows).to(visual.dtype), grid_thw=grid, return_dict=True)
+        return out.pooler_output, list(out.deepstack_features), grid
+
+    def add_vision(self, embeds, input_ids, token_ids, pixel_values=None, video_pixels=None, video_frames=None,
+                   keep_in_graph=False):
+        """Scatter image and video features into `embeds`; returns (embeds, visual mask, DeepStack list, grids).
+
+        `keep_in_graph`: when the batch has no picture, run a trainable ViT on one zero picture and add 0 x its
+        output, so every rank runs the same modules and every parameter gets a (zero) gradient (DDP, FSDP)."""
+        visual_mask = torch.zeros_like(input_ids, dtype=torch.bool)
+        deepstack: list[torch.Tensor] | None = None
+        grids: dict[str, torch.Tensor] = {}
+        for kind, clips in (("image", _images(pixel_values)), ("video", _videos(video_pixels, video_frames))):
+            if not clips:
+                continue
+            features, levels, grids[kind] = self.encode_pictures(clips)
+            mask = input_ids == token_ids[kind]
+            if int(mask.sum()) != features.shape[0]:
+                raise ValueError(f"{int(mask.sum())} {kind} placeholders for {features.shape[0]} {kind} features")
+            embeds = embeds.masked_scatter(mask.unsqueeze(-1), features.to(embeds.dtype))
+            # DeepStack adds each level at the visual tokens in sequence order, images and videos interleaved.
+            joint = mask[visual_mask | mask]
+            if deepstack is None:
+                deepstack = [level.new_zeros(int(joint.sum()), level.shape[-1]) for level in levels]
+            else:
+                deepstack = [_widen(d, ~joint) for d in deepstack]
+            for d, level in zip(deepstack, levels):
+                d[joint] = level.to(d.dtype)
+            visual_mask |= mask
+        visual = self.model.model.visual
+        if keep_in_graph and not grids and any(p.requires_grad for p in visual.parameters()):
+            side = self.patch_size * self.merge
+            features, levels, _ = self.encode_pictures([embeds.new_zeros(1, 3, side, side)])
+            embeds = embeds + 0 * (features.sum() + sum(level.sum() for level in levels)).to(embeds.dtype)
+        return embeds, (visual_mask if deepstack else None), deepstack, grids
+
+    # -- positions ------------------------------------------------------------------------------
+    def rope_ids(self, input_ids, token_ids, grids, video_timestamps=None, video_frames=None,
+                 attention_mask=None, cu_seqlens=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """TM-RoPE ids [3, B, L] (each sample from 0; pads 0) and each row's next free id [B] (its last sample's)."""
+        kinds = {token_ids[k]: k for k in ("image", "video", "audio")}
+        videos = _video_segments(grids, video_timestamps, video_frames, self.merge, self.temporal_patch_size)
+        items = {"image": iter(grids.get("image", [])), "video": iter(videos)}
+        out = torch.zeros(3, *input_ids.shape, dtype=torch.long)
+        nxt = torch.zeros(input_ids.shape[0], dtype=torch.long)
+        for row, span in _samples(input_ids, attention_mask, cu_seqlens):
+            segments = []
+            for kind, n in placeholder_runs(input_ids[row, span].tolist(), kinds):
+                segments.append(_segment(kind, n, items, self.merge))
+            ids, nxt[row] = tm_rope_ids(segments, self.position_id_per_seconds)
+            out[:, row, span] = ids
+        return out.to(input_ids.device), nxt.to(input_ids.device)
+
+    # -- forward and generation -----------------------------------------------------------------
+    def forward(
+        self,
+        inputs_embeds: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        cu_seqlens: torch.Tensor | None = None,
+        *,
+        input_ids: torch.Tensor,
+        token_ids: dict[str, int],
+        pixel_values: Pictures | None = None,
+        video_pixels: Pictures | None = None,
+        video_frames: torch.Tensor | None = None,
+        video_timestamps: torch.Tensor | None = None,
+        keep_in_graph: bool = False,
+        **_: Any,
+    ) -> torch.Tensor:
+        """Logits. `position_ids` of shape [3, B, L] are used as given; otherwise (1-D ids from a collator) the
+        TM-RoPE ids are computed from the tokens, per sample (per `cu_seqlens` piece of a packed row)."""
+        embeds, visual_mask, deepstack, grids = self.add_vision(
+            inputs_embeds, input_ids, token_ids, pixel_values, video_pixels, video_frames, keep_in_graph
+        )
+        if position_ids is None or position_ids.ndim != 3:
+            position_ids, _ = self.rope_ids(input_ids, token_ids, grids, video_timestamps, video_frames,
+                                            None if cu_seqlens is not None else attention_mask, cu_seqlens)
+        kwargs = {"attention_mask": attention_mask}
+        if cu_seqlens is not None:
+            kwargs = packed_inputs(self.model.config.text_config, cu_seqlens, embeds)
+        hidden = self.model.model.language_model(
+            inputs_embeds=embeds, position_ids=position_ids, use_cache=False, visual_pos_masks=visual_mask,
+            deepstack_visual_embeds=deepstack, **kwargs,
+        ).last_hidden_state
+        return self.model.lm_head(hidden)
+
+    @torch.no_grad()
+    def generate(self, inputs_embeds, attention_mask, *, input_ids, token_ids, max_new_tokens=64, eos_token_id=None,
+                 pad_token_id=None, do_sample=False, temperature=1.0, top_p=1.0, top_k=0, use_cache=True,
+                 video_timestamps=None, **media) -> torch.Tensor:
+        """Continuation ids [B, new] of left-padded prompts with a KV cache, greedy or sampled (temperature, top-k,
+        top-p; torch's global generator); decoding steps continue each row's TM-RoPE ids from its prompt's next
+        free id."""
+        pick = _sampler(temperature, top_k, top_p) if do_sample else None
+        media = {k: media.get(k) for k in ("pixel_values", "video_pixels", "video_frames")}
+        embeds, visual_mask, deepstack, grids = self.add_vision(inputs_embeds, input_ids, token_ids, **media)
+        positions, nxt = self.rope_ids(input_ids, token_ids, grids, video_timestamps, media["video_frames"],
+                                       attention_mask)
+        lm, mask = self.model.model.language_model, attention_mask
+        cache = DynamicCache(config=self.model.config.text_config)
+        out, done = [], torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+        # DeepStack adds visual features in the prompt pass only; decoding steps are text.
+        extra = {"visual_pos_masks": visual_mask, "deepstack_visual_embeds": deepstack}
+        step_embeds, step_pos = embeds, positions
+        for step in range(max_new_tokens):
+            hidden = lm(inputs_embeds=step_embeds, position_ids=step_pos, attention_mask=mask, past_key_values=cache,
+                        use_cache=True, **extra).last_hidden_state
+            logits = self.model.lm_head(hidden[:, -1])
+            token = logits.argmax(-1) if pick is None else pick(logits)
+            if pad_token_id is not None:
+                token = token.masked_fill(done, pad_token_id)
+            out.append(token)
+            if eos_token_id is not None:
+                done |= token == eos_token_id
+            if bool(done.all()):
+                break
+            step_embeds, extra = self.embed_tokens(token[:, None]), {}
+            step_pos = (nxt + step).view(1, -1, 1).expand(3, -1, 1)
+            mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
+        return torch.stack(out, dim=1)
+
+
+def _sampler(temperature: float, top_k: int, top_p: float):
+    """logits [B, V] -> one sampled token per row, through transformers' own logits warpers."""
+    warpers = LogitsProcessorList()
+    if temperature != 1.0:
+        warpers.append(TemperatureLogitsWarper(temperature))
+    if top_k:
+        warpers.append(TopKLogitsWarper(top_k))
+    if top_p < 1.0:
+        warpers.append(TopPLogitsWarper(top_p))
+
+    def pick(logits: torch.Tensor) -> torch.Tensor:
+        scores = warpers(None, logits.float())
+        return torch.multinomial(scores.softmax(-1), 1).squeeze(-1)
+
+    return pick
+
+
+def _images(pixels: Pictures | None) -> list[torch.Tensor]:
+    return [] if pixels is None else [p.unsqueeze(0) for p in pixels]
+
+
+def _videos(pixels: Pictures | None, frames: torch.Tensor | None) -> list[torch.Tensor]:
+    if pixels is None or not len(pixels):
+        return []
+    if frames is None:
+        raise ValueError("video_pixels need video_frames (frames per video)")
+    stacked = pixels if isinstance(pixels, torch.Tensor) else torch.stack(list(pixels))
+    return list(stacked.split(frames.tolist()))
+
+
+def _widen(values: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """`values` placed at the True slots of `keep`, zeros elsewhere."""
+    out = values.new_zeros(keep.shape[0], values.shape[-1])
+    out[keep] = values
+    return out
+
+
+def _video_segments(grids, timestamps, frames, merge, temporal_patch) -> Iterator[Video]:
+    """One `Video` per video grid, each temporal grid at the time of its first frame (1 s apart without times,
+    the release's default `second_per_grids`)."""
+    grid = grids.get("video")
+    if grid is None:
+        return
+    per_video = timestamps.split(frames.tolist()) if timestamps is not None else [None] * len(grid)
+    for (t, h, w), times in zip(grid.tolist(), per_video):
+        steps = [float(x) for x in times[::temporal_patch]] if times is not None else [float(k) for k in range(t)]
+        yield Video(t, h // merge, w // merge, timestamps=steps)
+
+
+def _segment(kind, n, items, merge):
+    if kind is None:
+        return Text(n)
+    if kind == "audio":
+        return Audio(n)  # the release numbers audio tokens consecutively (get_rope_index_qwen3omni)
+    item = next(items[kind], None)
+    if item is None:
+        raise ValueError(f"a run of {n} {kind} placeholders has no {kind} input")
+    segment = Image(int(item[0]), int(item[1]) // merge, int(item[2]) // merge) if kind == "image" else item
+    if segment.t * segment.h * segment.w != n:
+        raise ValueError(f"a run of {n} {kind} placeholders for a grid of {segment.t * segment.h * segment.w} tokens")
+    return segment
+
+
+def _samples(input_ids, attention_mask, cu_seqlens) -> Iterator[tuple[int, Any]]:
+    """(row, token selector) of every sample: a packed row's `cu_seqlens` pieces, else each row's unpadded tokens."""
+    if cu_seqlens is not None:
+        width = input_ids.shape[1]
+        for start, end in zip(cu_seqlens[:-1].tolist(), cu_seqlens[1:].tolist()):
+            yield start // width, slice(start % width, (end - 1) % width + 1)
+        return
+    for row in range(input_ids.shape[0]):
+        yield row, (slice(None) if attention_mask is None else attention_mask[row].bool().cpu())
