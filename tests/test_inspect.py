@@ -54,3 +54,55 @@ def test_experiment_lr_marks_frozen_components(capsys):
     out = capsys.readouterr().out
     assert "| decoder | HFDecoder | 139,648 | 0 | 0 |" in out  # frozen by --lr
     assert "| audio, per second (WhisperEncoder) | - | 25.0 |" in out
+
+
+def _linear(n_in: int, n_out: int, bias: bool = True) -> int:
+    return n_in * n_out + (n_out if bias else 0)
+
+
+def _qwen3_vl_params(cfg: dict) -> tuple[int, int]:
+    """(ViT with mergers, language model with lm_head) of a Qwen3VLConfig, from its shapes."""
+    t, v = cfg["text_config"], cfg["vision_config"]
+    h, heads, kv, hd = t["hidden_size"], t["num_attention_heads"], t["num_key_value_heads"], t["head_dim"]
+    layer = (_linear(h, heads * hd, False) + 2 * _linear(h, kv * hd, False) + _linear(heads * hd, h, False)
+             + 2 * hd + 3 * _linear(h, t["intermediate_size"], False) + 2 * h)  # q/k norms, MLP, two RMSNorms
+    text = 2 * t["vocab_size"] * h + t["num_hidden_layers"] * layer + h  # embeddings and untied head, final norm
+    d, mlp = v["hidden_size"], v["intermediate_size"]
+    block = 4 * d + _linear(d, 3 * d) + _linear(d, d) + _linear(d, mlp) + _linear(mlp, d)
+    merged = d * v["spatial_merge_size"] ** 2
+    merger = _linear(merged, merged) + _linear(merged, v["out_hidden_size"])
+    patch = _linear(3 * v["temporal_patch_size"] * v["patch_size"] ** 2, d)
+    vision = (patch + v["num_position_embeddings"] * d + v["depth"] * block + 2 * d + merger
+              + len(v["deepstack_visual_indexes"]) * (2 * merged + merger))  # DeepStack mergers norm after the merge
+    return vision, text
+
+
+def _aut_params(a: dict) -> int:
+    """Qwen3-Omni's audio encoder: three 3x3 convs, a projection of the flattened conv output, Whisper-style
+    layers, and the two output projections."""
+    d, ffn, conv = a["d_model"], a["encoder_ffn_dim"], a["downsample_hidden_size"]
+    freq = a["num_mel_bins"]
+    for _ in range(3):
+        freq = (freq + 1) // 2
+    convs = _linear(9, conv) + 2 * _linear(9 * conv, conv) + conv * freq * d
+    layer = 4 * _linear(d, d) + 4 * d + _linear(d, ffn) + _linear(ffn, d)
+    return convs + a["encoder_layers"] * layer + 2 * d + _linear(d, d) + _linear(d, a["output_dim"])
+
+
+def test_valley3_8b_counts_per_component_match_the_shapes(capsys):
+    from valley3.models.presets import AUDIO, DECODERS
+
+    assert main(["--config", str(MODEL / "valley3_8b.yaml")]) == 0
+    rows = {}
+    for line in capsys.readouterr().out.splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if len(cells) == 5 and cells[2].replace(",", "").isdigit():
+            rows[cells[0]] = int(cells[2].replace(",", ""))
+    vision, text = _qwen3_vl_params(DECODERS["qwen3-vl-8b"])
+    audio = AUDIO["aut"]
+    width = DECODERS["qwen3-vl-8b"]["text_config"]["hidden_size"]
+    hidden = 4 * audio["output_dim"]  # the release's 2048 -> 8192 -> 8192 -> 4096, then LayerNorm
+    connector = _linear(audio["output_dim"], hidden) + _linear(hidden, hidden) + _linear(hidden, width) + 2 * width
+    assert rows == {"vision": vision, "audio": _aut_params(audio), "audio_connector": connector, "decoder": text,
+                    "total": vision + text + _aut_params(audio) + connector}
+    assert round((vision + text) / 1e9, 2) == 8.77  # Qwen3-VL-8B-Instruct's published size

@@ -19,11 +19,12 @@ from torch import nn
 from valley3.data.media.image import tile_grid
 from valley3.models import OmniModel
 from valley3.models.audio import AudioEncoder
-from valley3.models.decoders import HFDecoder
+from valley3.models.decoders import HFDecoder, Qwen3VLDecoder
 from valley3.models.vision import VisionEncoder
 
 IMAGE_SIZES = ((384, 384), (768, 1152), (1536, 1536), (384, 3072))  # (width, height) in pixels
-FAMILIES = {OmniModel: None, VisionEncoder: "vision", AudioEncoder: "audio", HFDecoder: "decoder"}
+FAMILIES = {OmniModel: None, VisionEncoder: "vision", AudioEncoder: "audio", HFDecoder: "decoder",
+            Qwen3VLDecoder: "decoder"}
 DEFAULT_LR = 1e-4  # OmniStage's default_lr
 
 
@@ -76,9 +77,16 @@ def _cwd(folder: Path) -> Iterator[None]:
 
 
 def components(module: nn.Module) -> dict[str, nn.Module]:
+    """The model's named parts; a decoder that carries its own vision tower (Qwen3-VL) is split into its parts."""
     if isinstance(module, OmniModel):
-        return module.components()
-    return {next(name for base, name in FAMILIES.items() if isinstance(module, base)): module}
+        parts = module.components()
+    else:
+        parts = {next(name for base, name in FAMILIES.items() if isinstance(module, base)): module}
+    out: dict[str, nn.Module] = {}
+    for name, part in parts.items():
+        inner = part.components() if isinstance(part, Qwen3VLDecoder) else {name: part}
+        out.update(inner)
+    return out
 
 
 def param_table(module: nn.Module, lr: dict[str, float] | None = None, default_lr: float = DEFAULT_LR) -> str:
@@ -89,9 +97,16 @@ def param_table(module: nn.Module, lr: dict[str, float] | None = None, default_l
         rate = (lr or {}).get(name, default_lr)
         n = sum(p.numel() for p in part.parameters())
         total, trainable = total + n, trainable + (n if rate > 0 else 0)
-        rows.append(f"| {name} | {type(part).__name__} | {n:,} | {n if rate > 0 else 0:,} | {rate:g} |")
+        rows.append(f"| {name} | {_class_name(part)} | {n:,} | {n if rate > 0 else 0:,} | {rate:g} |")
     rows.append(f"| total | | {total:,} | {trainable:,} | |")
     return "\n".join(rows)
+
+
+def _class_name(part: nn.Module) -> str:
+    """A part's class; for a group of modules (Qwen3-VL's language model + head), its members' classes."""
+    if isinstance(part, nn.ModuleDict):
+        return " + ".join(type(m).__name__ for m in part.values())
+    return type(part).__name__
 
 
 def token_rows(module: nn.Module, max_tiles: int = 9, frame: tuple[int, int] = (1280, 720),
@@ -101,9 +116,14 @@ def token_rows(module: nn.Module, max_tiles: int = 9, frame: tuple[int, int] = (
     parts = components(module)
     rows: list[TokenRow] = []
     vision = parts.get("vision")
+    if vision is not None and not isinstance(vision, VisionEncoder):  # a VL decoder sizes and counts its pictures
+        vision = module.decoder if isinstance(module, OmniModel) else module
     if vision is not None:
         omni = isinstance(module, OmniModel)
-        count: Callable[[int, int], int] = module.image_num_tokens if omni else vision.num_tokens
+        count: Callable[[int, int], int] = (
+            vision.image_num_tokens if isinstance(vision, Qwen3VLDecoder)
+            else module.image_num_tokens if omni else vision.num_tokens
+        )
         side = vision.image_size
         per_tile = count(side, side)
         rows.append(TokenRow(f"tile {side}x{side}", 1, per_tile))

@@ -10,10 +10,11 @@ from transformers import AutoConfig, AutoModelForCausalLM
 
 from valley3.assets import tiny_tokenizer_dir
 from valley3.models.attention import packed_inputs, resolve_backend
+from valley3.models.init_args import RecordsInitArgs
 from valley3.models.presets import DECODERS, resolve
 
 
-class HFDecoder(nn.Module):
+class HFDecoder(nn.Module, RecordsInitArgs):
     """A causal LM that OmniModel feeds with input embeddings.
 
     Args:
