@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 
 # A fit runner: LightningCLI arguments -> the CLI object after `fit` (valley3.cli.main in practice; injected so
@@ -135,11 +136,13 @@ def _fit(step, pipeline, folder, folders, last_ckpt, common_args, fit) -> dict[s
            "trains": "all" if len(trained) == len(stage.lrs) else ", ".join(trained),
            "steps": trainer.global_step, "tokens": stage._tokens_seen, "seconds": round(seconds, 1),
            "first_loss": first, "final_loss": last, "status": "resumed" if resumed else "ran"}
+    # Every rank takes part in saving (FSDP2 writes a folder of shards); rank 0 then renames it into place.
+    tmp = folder / "final.ckpt.tmp"
+    trainer.save_checkpoint(tmp, weights_only=True)  # weights for the next step; last.ckpt keeps the rest
     if trainer.is_global_zero:
-        tmp = folder / "final.ckpt.tmp"
-        trainer.save_checkpoint(tmp, weights_only=True)  # weights for the next step; last.ckpt keeps the rest
         os.replace(tmp, folder / "final.ckpt")
         _write_done(folder, row)
+    trainer.strategy.barrier("pipeline_step_done")  # under torchrun/srun no rank moves on before the files exist
     return row
 
 
@@ -151,11 +154,17 @@ def _reject(step, folder, folders, last_ckpt) -> dict[str, Any]:
     if not options["ckpt_path"]:
         raise ValueError(f"step {step.name!r}: reject_sample needs a checkpoint (a fit step before it, or ckpt_path)")
     start = time.perf_counter()
+    distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+    if distributed and torch.distributed.get_rank() != 0:  # launched by torchrun/srun: rank 0 filters, the rest wait
+        torch.distributed.barrier()
+        return json.loads((folder / DONE).read_text())
     stats = reject_sample(out=str(folder), **options)
     row = {"step": step.name, "stage": "reject-sample", "trains": "-", "steps": 0,
            "tokens": 0, "seconds": round(time.perf_counter() - start, 1), "first_loss": None, "final_loss": None,
            "status": f"kept {stats['kept']}/{stats['samples']}"}
     _write_done(folder, row)
+    if distributed:
+        torch.distributed.barrier()
     return row
 
 
