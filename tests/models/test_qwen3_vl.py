@@ -253,3 +253,12 @@ def test_sampled_generation_follows_the_seed_and_top_k_1_is_greedy(valley3, exam
     assert torch.equal(run(1, do_sample=True, temperature=2.0), run(1, do_sample=True, temperature=2.0))
     draws = {tuple(run(seed, do_sample=True, temperature=2.0).flatten().tolist()) for seed in range(4)}
     assert len(draws) > 1
+
+
+def test_a_second_vision_tower_beside_qwen3_vl_is_a_config_error():
+    from valley3.models import OmniModel
+    from valley3.models.decoders import Qwen3VLDecoder
+    from valley3.models.vision import SigLIPEncoder
+
+    with pytest.raises(ValueError, match="carries its own vision tower"):
+        OmniModel(Qwen3VLDecoder("tiny-qwen3-vl"), vision=SigLIPEncoder("tiny-siglip"))

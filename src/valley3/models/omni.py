@@ -53,6 +53,10 @@ class OmniModel(nn.Module, RecordsInitArgs):
         media_tokens: dict[str, str] | None = None,
     ):
         super().__init__()
+        if vision is not None and hasattr(decoder, "add_vision"):
+            raise ValueError(
+                f"{type(decoder).__name__} carries its own vision tower; give no `vision` (and no vision_connector)"
+            )
         self.decoder = decoder
         self.vision = vision
         self.audio = audio
