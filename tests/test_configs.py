@@ -84,7 +84,16 @@ def _pipeline_parts() -> set[Path]:
 
 
 def _fit_configs() -> list[Path]:
-    return [p for p in _yamls("experiments") if p.resolve() not in _pipeline_parts()]
+    return [p for p in _yamls("experiments") if p.resolve() not in _pipeline_parts() and p.parent.name != "pipeline"]
+
+
+def test_the_pipeline_eval_override_scores_the_pipeline_model(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    args = _experiment_args(experiment=ROOT / "experiments/demo/eval.yaml")
+    args += ["--config", str(ROOT / "experiments/demo/pipeline/eval_model.yaml")]
+    cli = LightningCLI(OmniStage, BaseDataModule, subclass_mode_model=True, subclass_mode_data=True, run=False,
+                       args=args)
+    assert cli.model.model.vision is None and type(cli.model.model.decoder).__name__ == "Qwen3VLDecoder"
 
 
 class _ParseOnly(LightningCLI):
@@ -123,6 +132,7 @@ def test_experiment_config_instantiates(path, tmp_path, monkeypatch):
 
 def test_every_yaml_is_covered():
     covered = set(_yamls("configs/model", "configs/trainer")) | set(_fit_configs()) | _pipeline_parts()
+    covered.add(ROOT / "experiments/demo/pipeline/eval_model.yaml")
     every = set(_yamls("configs", "experiments"))
     assert every == covered, f"add a test for {sorted(str(p) for p in every - covered)}"
     for path in every:
