@@ -262,3 +262,20 @@ def test_a_second_vision_tower_beside_qwen3_vl_is_a_config_error():
 
     with pytest.raises(ValueError, match="carries its own vision tower"):
         OmniModel(Qwen3VLDecoder("tiny-qwen3-vl"), vision=SigLIPEncoder("tiny-siglip"))
+
+
+def test_images_and_videos_share_one_vit_pass(valley3, examples):
+    """FSDP pairs all-gathers by call order: a rank holding images and videos must call the ViT as often as a rank
+    holding only one kind (once), or the ranks hang."""
+    from valley3.data.collate import PadCollator
+
+    processor, (image, video, _) = examples
+    calls = []
+    hook = valley3.decoder.model.model.visual.register_forward_hook(lambda *args: calls.append(1))
+    try:
+        with torch.no_grad():
+            valley3(**{k: v for k, v in PadCollator(processor.pad_id)([image, video]).items()
+                       if k not in ("labels", "skipped", "references")})
+    finally:
+        hook.remove()
+    assert len(calls) == 1

@@ -127,6 +127,19 @@ class Qwen3VLDecoder(HFDecoder):
         out = visual(torch.cat(rows).to(visual.dtype), grid_thw=grid, return_dict=True)
         return out.pooler_output, list(out.deepstack_features), grid
 
+    def _encode_by_kind(self, pixel_values, video_pixels, video_frames) -> Iterator[tuple[str, tuple]]:
+        """(kind, (features, DeepStack levels, grids)) for images, then videos, from ONE pass of the ViT: under
+        FSDP every rank must call a sharded tower equally often, whatever mix of images and videos it holds."""
+        images, videos = _images(pixel_values), _videos(video_pixels, video_frames)
+        if not images and not videos:
+            return
+        features, levels, grid = self.encode_pictures(images + videos)
+        split = int(grid[: len(images)].prod(-1).sum()) // self.merge**2  # image tokens come first
+        if images:
+            yield "image", (features[:split], [level[:split] for level in levels], grid[: len(images)])
+        if videos:
+            yield "video", (features[split:], [level[split:] for level in levels], grid[len(images) :])
+
     def add_vision(self, embeds, input_ids, token_ids, pixel_values=None, video_pixels=None, video_frames=None,
                    keep_in_graph=False):
         """Scatter image and video features into `embeds`; returns (embeds, visual mask, DeepStack list, grids).
@@ -136,10 +149,8 @@ class Qwen3VLDecoder(HFDecoder):
         visual_mask = torch.zeros_like(input_ids, dtype=torch.bool)
         deepstack: list[torch.Tensor] | None = None
         grids: dict[str, torch.Tensor] = {}
-        for kind, clips in (("image", _images(pixel_values)), ("video", _videos(video_pixels, video_frames))):
-            if not clips:
-                continue
-            features, levels, grids[kind] = self.encode_pictures(clips)
+        for kind, (features, levels, grid) in self._encode_by_kind(pixel_values, video_pixels, video_frames):
+            grids[kind] = grid
             mask = input_ids == token_ids[kind]
             if int(mask.sum()) != features.shape[0]:
                 raise ValueError(f"{int(mask.sum())} {kind} placeholders for {features.shape[0]} {kind} features")
