@@ -279,3 +279,18 @@ def test_images_and_videos_share_one_vit_pass(valley3, examples):
     finally:
         hook.remove()
     assert len(calls) == 1
+
+
+def test_a_picture_placeholder_mismatch_names_the_sample(valley3, examples):
+    from valley3.data.collate import PadCollator
+    from valley3.models.omni import PlaceholderMismatch
+
+    processor, (image, video, _) = examples
+    batch = PadCollator(processor.pad_id)([image, video])
+    ids = batch["input_ids"].clone()
+    row = 1  # the video sample: turn one of its video placeholders into text
+    ids[row, (ids[row] == valley3.token_ids["video"]).nonzero()[0]] = processor.pad_id + 1
+    inputs = {k: v for k, v in batch.items() if k not in ("labels", "skipped", "references", "input_ids")}
+    with pytest.raises(PlaceholderMismatch, match=f"video .*{batch['sample_ids'][row]}: "):
+        with torch.no_grad():
+            valley3(input_ids=ids, **inputs)

@@ -233,6 +233,7 @@ class OmniModel(nn.Module, RecordsInitArgs):
         packed batch (sample boundaries over the flattened rows), whose samples never attend to each other."""
         if self._vision_in_decoder():
             pictures = {k: media.pop(k) for k in _DECODER_VISION_KEYS if k in media}
+            self._check_native_pictures(input_ids, pictures, media, cu_seqlens)
             embeds = self.embed(input_ids, cu_seqlens=cu_seqlens, **media)
             keep = getattr(self, "dummy_inputs", True) and self.training and torch.is_grad_enabled()
             return self.decoder(embeds, attention_mask, position_ids, cu_seqlens, input_ids=input_ids,
@@ -250,6 +251,7 @@ class OmniModel(nn.Module, RecordsInitArgs):
         media = {k: kwargs.pop(k) for k in media_keys if k in kwargs}
         if self._vision_in_decoder():
             pictures = {k: media.pop(k) for k in _DECODER_VISION_KEYS if k in media}
+            self._check_native_pictures(input_ids, pictures, media, None)
             embeds = self.embed(input_ids, **media)
             kwargs.setdefault("do_sample", False)
             return self.decoder.generate(embeds, attention_mask, input_ids=input_ids, token_ids=self.token_ids,
@@ -257,6 +259,26 @@ class OmniModel(nn.Module, RecordsInitArgs):
         embeds = self.embed(input_ids, **media)
         kwargs.setdefault("do_sample", False)
         return self.decoder.generate(embeds, attention_mask, max_new_tokens=max_new_tokens, use_cache=True, **kwargs)
+
+    def _check_native_pictures(self, input_ids, pictures, media, cu_seqlens) -> None:
+        """Per-sample placeholder check for a decoder that scatters pictures itself (Qwen3-VL), so a mismatch names
+        the sample as the composed path does."""
+        images, videos = pictures.get("pixel_values"), pictures.get("video_pixels")
+        per_kind = {}
+        if images is not None and len(images):
+            per_kind["image"] = [self.image_num_tokens(*p.shape[-2:]) for p in images]
+        if videos is not None and len(videos):
+            tp, sizes = self.decoder.temporal_patch_size, [p.shape[-2:] for p in videos]
+            starts = [0, *accumulate(pictures["video_frames"].tolist())][:-1]
+            per_kind["video"] = [-(-n // tp) * self.image_num_tokens(*sizes[start])
+                                 for start, n in zip(starts, pictures["video_frames"].tolist())]
+        for kind, per_item in per_kind.items():
+            mask = input_ids == self.token_ids[kind]
+            owner, names = media.get(f"{kind}_owner"), media.get("sample_ids")
+            placeholders, produced = self._counts(mask, per_item, owner, cu_seqlens)
+            if placeholders != produced:
+                names = list(names) if names is not None and owner is not None else None
+                raise PlaceholderMismatch(self._mismatch_message(kind, placeholders, produced, names))
 
     def _vision_in_decoder(self) -> bool:
         """True for a decoder that carries its own vision tower (Qwen3-VL: ViT, DeepStack, TM-RoPE inside)."""
