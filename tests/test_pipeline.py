@@ -74,14 +74,15 @@ def test_s0_changes_only_the_audio_connector(demo_run):
 
 
 def test_each_step_starts_from_the_previous_steps_weights(demo_run):
-    # S1 trains everything: a tensor S0 froze must start S1 with S0's value, so S1's result differs from both
-    # only by S1's own updates; S0's frozen decoder equals base_vl's, proving init_from handed it on.
+    # S0's frozen decoder equals base_vl's, and S1 (which trains everything) ends within its own 3 AdamW updates
+    # of S0's weights: each moves a weight by at most about the learning rate (1e-3, less in warm-up), while a
+    # fresh random init would differ by ~0.1.
     s0, s1 = _weights(demo_run / "s0_audio_align/final.ckpt"), _weights(demo_run / "s1_audio_instruct/final.ckpt")
     base = _weights(demo_run / "base_vl/final.ckpt")
-    key = next(k for k in base if k.startswith("model.decoder.") and k.endswith("weight"))
-    assert torch.equal(s0[key], base[key]) and not torch.equal(s1[key], s0[key])
-    step = (s1[key] - s0[key]).abs().max()
-    assert step < 0.1  # a few small updates away from S0's weights, not a fresh random init
+    decoder = [k for k in base if k.startswith("model.decoder.") and k.endswith("weight")]
+    assert all(torch.equal(s0[k], base[k]) for k in decoder)
+    moved = max(float((s1[k] - s0[k]).abs().max()) for k in decoder)
+    assert 0 < moved < 3e-3
 
 
 def test_a_rerun_skips_finished_steps_and_resumes_an_interrupted_one(demo_run, capsys):

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from lightning.fabric.utilities.apply_func import move_data_to_device
 
 from valley3.data.collate import PadCollator
 from valley3.data.curation import Band, raw_records, rejection_stats, write_kept
@@ -49,17 +50,6 @@ def load_stage(ckpt_path: str | Path, device: str | torch.device = "cpu") -> Omn
 def _seed(seed: int, batch_index: int, attempt: int) -> int:
     """An independent seed per (run seed, batch, try): runs repeat exactly; tries and seeds differ."""
     return int(np.random.SeedSequence([seed, batch_index, attempt]).generate_state(1)[0])
-
-
-def _to(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
-    moved = {}
-    for key, value in batch.items():
-        if isinstance(value, torch.Tensor):
-            value = value.to(device)
-        elif isinstance(value, list) and value and isinstance(value[0], torch.Tensor):
-            value = [v.to(device) for v in value]
-        moved[key] = value
-    return moved
 
 
 def _prompts(
@@ -116,7 +106,7 @@ def sample_answers(
     try:
         with torch.inference_mode(), torch.random.fork_rng(devices=forked):
             for batch_index, chunk in enumerate(_prompts(samples, stage, batch_size, skipped)):
-                batch = _to(pad([example for _, example in chunk]), device)
+                batch = move_data_to_device(pad([example for _, example in chunk]), device)
                 tries = []
                 for attempt in range(k):
                     torch.manual_seed(_seed(seed, batch_index, attempt))
