@@ -12,8 +12,8 @@ from valley3.data.media.audio import load_audio
 from valley3.data.media.image import should_tile
 from valley3.data.media.video import load_video_audio
 from valley3.data.media_runs import AudioSpec, ImageSpec, VideoSpec, audio_mel, image_pixels, video_pixels
-from valley3.data.schema import MEDIA_KINDS, Sample
-from valley3.data.templates import ChatTemplate, SpecialTokens
+from valley3.data.schema import MEDIA_KINDS, Sample, Turn
+from valley3.data.templates import ChatTemplate, Segment, SpecialTokens
 
 IGNORE_INDEX = -100
 _TAG = re.compile("|".join(f"(<{kind}>)" for kind in MEDIA_KINDS))
@@ -95,7 +95,7 @@ class OmniProcessor:
         ids: list[int] = []
         labels: list[int] = []
         example = Example(torch.empty(0), torch.empty(0), sample.id, sample.source, reference=reference)
-        for segment in self.template.segments(turns, add_generation_prompt=generation):
+        for segment in self._segments(sample, turns, generation):
             for piece in _TAG.split(segment.text):
                 if not piece:
                     continue
@@ -111,6 +111,13 @@ class OmniProcessor:
         example.input_ids = torch.tensor(ids, dtype=torch.long)
         example.labels = torch.tensor(labels, dtype=torch.long)
         return example
+
+    def _segments(self, sample: Sample, turns: list[Turn], generation: bool) -> list[Segment]:
+        """The template's segments; a reasoning sample's effort (`"effort"` in its record) goes into its system turn."""
+        try:
+            return self.template.segments(turns, add_generation_prompt=generation, effort=sample.meta.get("effort"))
+        except ValueError as err:
+            raise SampleError(f"{sample.source} (sample {sample.id!r}): {err}") from None
 
     def _media_run(self, kind: str, path: str, example: Example, sample: Sample) -> list[int]:
         """Load one media item onto `example` and return its bracketed placeholder ids."""
