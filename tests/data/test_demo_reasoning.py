@@ -26,7 +26,7 @@ def test_thinking_grows_at_least_one_and_a_half_times_per_level(preset):
     for row in reasoning_samples(PRODUCTS, 0, "train", preset):
         parsed = parse_thinking(row["messages"][-1]["content"])
         assert parsed.ok, (row["id"], parsed.error)
-        kind = row["id"].split("-")[1].rstrip("0123456789")
+        kind = row["task"]
         lengths[kind, row["effort"]].append(count_thinking_tokens(parsed, TOKENIZER))
     for kind in KINDS:
         medians = [statistics.median(lengths[kind, name]) for name in levels.names]
@@ -69,4 +69,4 @@ def test_make_demo_writes_train_and_held_out_files(tmp_path):
         assert rows and {split[r["id"].split("-")[0]] for r in rows} == {name.split("_")[1]}
         for n, row in enumerate(rows, 1):
             sample = parse_record(row, f"{name}:{n}", tmp_path)
-            assert sample.meta == {"effort": row["effort"]} and (tmp_path / row["images"][0]).is_file()
+            assert sample.meta == {"effort": row["effort"], "task": row["task"]} and (tmp_path / row["images"][0]).is_file()

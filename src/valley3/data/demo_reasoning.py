@@ -155,6 +155,6 @@ def reasoning_samples(products: list[dict], seed: int, split: str, efforts=None,
                     answer = format_reasoning(problem.thinking(depth), problem.answer)
                     messages = [{"role": "user", "content": problem.question},
                                 {"role": "assistant", "content": answer}]
-                    rows.append({"id": f"{p['id']}-{kind}{i}-{name}", "effort": name, "messages": messages,
-                                 "images": [p["image"]], "audios": []})
+                    rows.append({"id": f"{p['id']}-{kind}{i}-{name}", "effort": name, "task": kind,
+                                 "messages": messages, "images": [p["image"]], "audios": []})
     return rows
