@@ -1,4 +1,4 @@
-"""A Lightning checkpoint of any stage -> its OmniModel (rebuilt from the saved config) and processor, no stage class."""
+"""A Lightning checkpoint of any stage -> its OmniModel (rebuilt from the saved config) and processor."""
 
 from __future__ import annotations
 
