@@ -11,7 +11,6 @@ import torch
 from valley3.chat_display import ThinkingDisplay
 from valley3.data.media import MediaError
 from valley3.reasoning.budget import BudgetForcing
-from valley3.reasoning.effort import effort_levels
 
 _HELP = """interactive commands: /effort LEVEL, /image PATH, /audio PATH, /video PATH (attached to your next
 message), /reset (forget the conversation), /quit (or end of input)"""
@@ -131,12 +130,9 @@ def load(ckpt: str, device: str) -> tuple[Any, bool]:
 
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    policy = Policy.from_checkpoint(ckpt, device=device)
+    policy = Policy.from_checkpoint(ckpt, device=device)  # with the effort levels of a reasoning stage
     hparams = torch.load(ckpt, map_location="cpu", weights_only=True, mmap=True).get("hyper_parameters") or {}
-    reasoning = "efforts" in hparams
-    if reasoning:
-        policy.processor.template.efforts = effort_levels(hparams["efforts"])
-    return policy, reasoning
+    return policy, "efforts" in hparams
 
 
 def main(argv: list[str] | None = None, stdin: TextIO | None = None, stdout: TextIO | None = None) -> None:

@@ -12,8 +12,8 @@ import torch
 from tests.conftest import tiny_omni
 from valley3.data.formats import parse_record
 from valley3.data.processor import IGNORE_INDEX, SampleError
+from valley3.policy import Policy, build_processor
 from valley3.reasoning import PRESETS, format_reasoning
-from valley3.stages.base import build_processor
 
 GOLDEN = Path(__file__).parent / "golden"
 ANSWER = format_reasoning("The price tag shows $12.99.\n2 x $12.99 = $25.98.", "$25.98.")
@@ -21,8 +21,14 @@ LEVELS = [(preset, level.name) for preset, levels in PRESETS.items() for level i
 
 
 @pytest.fixture(scope="module")
-def processor():
-    return build_processor(tiny_omni())
+def policy():
+    model = tiny_omni().eval()
+    return Policy(model, build_processor(model))
+
+
+@pytest.fixture(scope="module")
+def processor(policy):
+    return policy.processor
 
 
 def _record(effort: str | None, system: str | None = None, answer: str = ANSWER) -> dict:
@@ -54,6 +60,18 @@ def test_prompt_matches_golden_file_and_prefixes_the_sft_text(processor, preset,
     assert torch.equal(train.input_ids[: len(gen)], gen.input_ids)
     assert processor.tokenizer.decode(gen.input_ids) == prompt
     processor.template.efforts = PRESETS["release"]
+
+
+@pytest.mark.parametrize("level", ["minimal", "high"])
+def test_rl_rollouts_see_the_same_ids_as_sft_and_inference(policy, level):
+    """GRPO's prompts and scored completions go through the policy: the same ids as the SFT example."""
+    sample, record = _sample(effort=level), _record(level)
+    train = policy.processor(sample).input_ids.tolist()
+    prompt = policy.prompt_ids(record)
+    assert prompt == policy.processor(sample, generation=True).input_ids.tolist() == train[: len(prompt)]
+    completion = train[len(prompt) : -1]  # the answer and its end-of-turn token (the template's "\n" is not generated)
+    batch = policy.completion_batch([record], [completion])
+    assert batch["input_ids"][0].tolist() == train[:-1]
 
 
 def test_samples_without_effort_render_as_before(processor):

@@ -96,12 +96,24 @@ class BudgetForcing:
         self._rows = [_Row(cap) for cap in caps]
         while active := [i for i, row in enumerate(self._rows) if row.thinking_now]:
             self._think(active)
+        return self._answer()
+
+    def _answer(self) -> list[ReasonedAnswer]:
+        """The answers after the (forced) end of thinking; a marker the model writes there ends the answer, so the
+        output keeps one thinking block within the cap."""
         prefixes = [format_reasoning(row.thinking, "", self._open, self._close) for row in self._rows]
         for i, prefix in enumerate(prefixes):
             self._show(i, prefix)
-        outs = policy.generate(prompts, prefix=prefixes, max_new_tokens=self.max_answer_tokens or self.max_new_tokens,
-                               streamer=streamer, **sampling)
-        return [self._result(prefixes[i] + out[0].text, row) for i, (out, row) in enumerate(zip(outs, self._rows))]
+        rows = list(range(len(prefixes)))
+        outs = self._policy.generate(self._prompts, prefix=prefixes, stop=[self._open, self._close],
+                                     max_new_tokens=self.max_answer_tokens or self.max_new_tokens,
+                                     streamer=self._hold(rows), **self._sampling)
+        results = []
+        for i, (out, row) in enumerate(zip(outs, self._rows)):
+            answer = out[0].text[: -len(out[0].stop)] if out[0].finish_reason == "stop" else out[0].text
+            self._show(i, prefixes[i] + answer)
+            results.append(self._result(prefixes[i] + answer, row))
+        return results
 
     def _think(self, active: list[int]) -> None:
         """One thinking phase of the rows still thinking: each generates up to the close marker or its cap."""
@@ -116,15 +128,17 @@ class BudgetForcing:
         for limit in sorted({r for r in room.values() if r > 0}):
             members = [i for i in active if room[i] == limit]
             outs = self._policy.generate(
-                [self._prompts[i] for i in members], prefix=[self._context(i) for i in members], stop=[self._close],
+                [self._prompts[i] for i in members], prefix=[self._context(i) for i in members],
+                stop=[self._close, self._open],
                 max_new_tokens=limit, streamer=self._hold(members), **self._sampling)
             for i, out in zip(members, outs):
                 self._after(i, out[0])
 
     def _after(self, i: int, out: Any) -> None:
         row, tok = self._rows[i], self._policy.processor.tokenizer
-        closed = out.finish_reason == "stop" and out.text.endswith(self._close)
-        thinking = row.thinking + (out.text[: -len(self._close)] if closed else out.text)
+        stop = out.stop if out.finish_reason == "stop" else None
+        closed = stop == self._close  # an open marker inside the thinking ends it too, by force
+        thinking = row.thinking + (out.text[: -len(stop)] if stop else out.text)
         if row.cap is not None and count_thinking_tokens(thinking, tok) > row.cap:
             return self._end(i, self._cut(thinking, row.cap), capped=True)
         if closed and row.extensions < self.extend:  # suppress the end: drop the marker, append `wait`
@@ -151,15 +165,17 @@ class BudgetForcing:
 
     # -- streaming: what is shown follows the context, never a close marker that was then suppressed ----------
     def _hold(self, members: list[int]) -> Streamer | None:
+        """A streamer for a call over `members` that holds back any tail which may be the start of a marker."""
         if self._streamer is None:
             return None
+        markers = (self._open, self._close)
 
         def stream(j: int, delta: str) -> None:
             row = self._rows[members[j]]
-            row.held += delta
-            keep = next((n for n in range(min(len(row.held), len(self._close)), 0, -1)
-                         if self._close.startswith(row.held[-n:])), 0)
-            self._show(members[j], row.shown + row.held[: len(row.held) - keep], hold=row.held[len(row.held) - keep:])
+            held = row.held + delta
+            keep = max(n for n in range(min(len(held), max(map(len, markers))) + 1)
+                       if n == 0 or any(m.startswith(held[-n:]) for m in markers))
+            self._show(members[j], row.shown + held[: len(held) - keep], hold=held[len(held) - keep:])
 
         return stream
 

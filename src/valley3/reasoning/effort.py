@@ -121,12 +121,14 @@ FIVE = EffortLevels(
     ),
     default="medium",
 )
-PRESETS: dict[str, EffortLevels] = {"release": RELEASE, "five": FIVE}
+# The release's levels with only the "Reasoning effort: <level>" line: a short prompt for small models and demos.
+COMPACT = EffortLevels(levels=RELEASE.levels, policy="", listing="", default="medium")
+PRESETS: dict[str, EffortLevels] = {"release": RELEASE, "five": FIVE, "compact": COMPACT}
 
 
 def effort_levels(spec: str | Mapping[str, Any] | EffortLevels | None = None) -> EffortLevels:
     """A level set from a preset name ("release": minimal/medium/high, the default; "five": none/minimal/low/
-    medium/high), a dict of `EffortLevels` fields whose `levels` are dicts of `EffortLevel` fields (YAML), or a set."""
+    medium/high; "compact": the release's levels with only the effort line), a dict of `EffortLevels` fields whose `levels` are dicts of `EffortLevel` fields (YAML), or a set."""
     if spec is None:
         return RELEASE
     if isinstance(spec, EffortLevels):
