@@ -78,6 +78,7 @@ def components_help() -> str:
     lines.append("other commands:")
     lines.append("  valley3 data demo --out DIR     write the embedded demo dataset (and its eval split)")
     lines.append("  valley3 data reject-sample ...  answer prompts k times with a checkpoint, keep by pass rate (S3)")
+    lines.append("  valley3 chat --ckpt FILE ...    talk to a checkpoint: --effort, --max-thinking-tokens, --image/--audio")
     lines.append("  valley3 inspect --config FILE   parameters per component and tokens per image/frame/second")
     lines.append("  valley3 pipeline FILE [-- ARGS] run a recipe's stages in order (skips finished ones)")
     return "\n".join(lines)
@@ -134,6 +135,11 @@ def main(argv: list[str] | None = None) -> LightningCLI | None:
         return None
     if args and args[0] == "pipeline":
         _pipeline_main(args[1:])
+        return None
+    if args and args[0] == "chat":
+        from valley3.chat import main as chat_main
+
+        chat_main(args[1:])
         return None
     if args and args[0] == "inspect":
         from valley3.inspect import main as inspect_main

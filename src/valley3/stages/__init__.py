@@ -2,6 +2,7 @@
 
 from valley3.stages.base import OmniStage
 from valley3.stages.evaluate import EvalStage
+from valley3.stages.reasoning_eval import ReasoningEvalStage
 from valley3.stages.reasoning_sft import ReasoningSFTStage
 from valley3.stages.s0_audio_align import AudioAlignStage
 from valley3.stages.s1_audio_instruct import AudioInstructStage
@@ -9,6 +10,6 @@ from valley3.stages.s2_domain_cpt import DomainCPTStage
 from valley3.stages.s3_rejection_ft import RejectionFTStage
 
 __all__ = [
-    "AudioAlignStage", "AudioInstructStage", "DomainCPTStage", "EvalStage", "OmniStage", "ReasoningSFTStage",
+    "AudioAlignStage", "AudioInstructStage", "DomainCPTStage", "EvalStage", "OmniStage", "ReasoningEvalStage", "ReasoningSFTStage",
     "RejectionFTStage",
 ]

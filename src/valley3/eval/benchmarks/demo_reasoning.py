@@ -54,7 +54,7 @@ class DemoReasoning(Benchmark):
         if not _norm(answer):
             raise SchemaError(f"{source}: the assistant turn has no answer after its thinking")
         uid = str(self.require(record, "id", source, (str, int))).rsplit("-", 1)[0]
-        task = self.check_subtask(record.get("task", "all"), source)
+        task = self.check_subtask(self.require(record, "task", source), source)
         sample = self.make_sample(uid, record, source, messages[0]["content"], answer)
         return [EvalItem(uid, task, sample, answer)]
 
