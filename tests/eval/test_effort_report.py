@@ -37,7 +37,8 @@ def test_summary_control_performance():
 def test_report_files(tmp_path):
     paths = write_reasoning_report(_results(), tmp_path)
     table = paths["md"].read_text()
-    assert "| high@50 | high | 50 | 3 | 50.0 | 50.0 | 100.0 | 100.0 | 66.7 | 60.0 | 50.0 |" in table
+    assert "| high@50 | high | 50 | 3 | 50.0 | 50.0 | 5.00 | 100.0 | 100.0 | 66.7 | 60.0 | 50.0 |" in table
+    assert "| all | | | 9 | 49.6 | 50.0 | | 100.0 | 88.9 | |" in table
     assert "| a | 66.7 |" in table and table == markdown(_results()) + "\n"
     data = json.loads(paths["json"].read_text())
     assert [s["name"] for s in data["settings"]] == ["high@10", "high@50", "high@90"] and set(data["s1"]) == {"a", "b"}

@@ -35,8 +35,10 @@ class _Problem:
         elif depth == 3:
             lines = self.facts + self.steps + self.checks[:1]
         else:
+            # No closing "So the answer is ..." line: a small model that saw the answer end a line before
+            # </thinking> tends to write </thinking> again after the real answer.
             lines = ["First I read the picture, then I work it out step by step, then I check it.", *self.facts,
-                     *self.steps, *self.checks, self.alternative, f"So the answer is {self.answer}"]
+                     *self.steps, *self.checks, self.alternative]
         return "\n".join(lines)
 
 

@@ -70,16 +70,29 @@ def _pct(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.1f}"
 
 
+def _ratio(value: float, below: float) -> str:
+    if below == 0:
+        return "inf" if value else "-"
+    return f"{value / below:.2f}"
+
+
 def markdown(results: list[SettingResult]) -> str:
-    """One row per setting (thinking statistics and each suite's score x100), then s1's metrics per suite."""
+    """One row per setting (thinking statistics and each suite's score x100) and one for all outputs, then s1's
+    metrics per suite. "x median above" is the setting's median thinking over the previous setting's."""
     suites = list(dict.fromkeys(s for r in results for s in r.scores))
-    head = "| setting | effort | cap | n | mean thinking | median thinking | one block % | well formed % | control % |"
-    lines = [head + "".join(f" {s} |" for s in suites), "|---" * 9 + "|" + "---:|" * len(suites)]
-    for r in results:
+    head = ("| setting | effort | cap | n | mean thinking | median thinking | x median above | one block % | "
+            "well formed % | control % |")
+    lines = [head + "".join(f" {s} |" for s in suites), "|---" * 10 + "|" + "---:|" * len(suites)]
+    for i, r in enumerate(results):
+        ratio = _ratio(r.median_thinking, results[i - 1].median_thinking) if i else "-"
         cells = [r.name, r.effort or "-", "-" if r.cap is None else str(r.cap), str(len(r.thinking_tokens)),
-                 f"{r.mean_thinking:.1f}", f"{r.median_thinking:.1f}", _pct(_share(r.one_block)),
+                 f"{r.mean_thinking:.1f}", f"{r.median_thinking:.1f}", ratio, _pct(_share(r.one_block)),
                  _pct(_share(r.well_formed)), _pct(r.control), *(_pct(r.scores.get(s)) for s in suites)]
         lines.append("| " + " | ".join(cells) + " |")
+    every = SettingResult("all", None, None, [n for r in results for n in r.thinking_tokens],
+                          [f for r in results for f in r.one_block], [f for r in results for f in r.well_formed])
+    lines.append(f"| all | | | {len(every.thinking_tokens)} | {every.mean_thinking:.1f} | {every.median_thinking:.1f} "
+                 f"| | {_pct(_share(every.one_block))} | {_pct(_share(every.well_formed))} | |" + " |" * len(suites))
     lines += ["", "| suite | Control % | Scaling (points per 100 thinking tokens) | Performance |", "|---|---:|---:|---:|"]
     for suite, m in summary(results).items():
         slope = "-" if m["scaling"] is None else f"{m['scaling']:.2f}"
