@@ -114,3 +114,15 @@ def test_bad_budgets_are_errors(reasoning_ckpt):
         BudgetForcing(max_thinking_tokens=-1)
     with pytest.raises(ValueError, match="2 thinking budgets for 1 prompts"):
         BudgetForcing()(policy, _prompts()[:1], caps=[1, 2])
+
+
+def test_early_banned_ids_cannot_start_an_answer():
+    from valley3.policy import Policy, build_processor
+
+    model = tiny_omni(seed=2).eval()
+    policy = Policy(model, build_processor(model))
+    prompts = _prompts(("high",))[:3]
+    free = policy.generate(prompts, max_new_tokens=2, temperature=0)
+    first = [c[0].token_ids[0] for c in free]
+    banned = policy.generate(prompts, max_new_tokens=2, temperature=0, min_new_tokens=1, early_banned=first)
+    assert all(c[0].token_ids[0] not in first for c in banned)

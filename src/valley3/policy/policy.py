@@ -70,6 +70,7 @@ class Policy:
     def generate(self, prompts: Sequence[Prompt], *, n: int = 1, max_new_tokens: int = 64, temperature: float = 1.0,
                  top_p: float = 1.0, top_k: int = 0, stop: Sequence[str] = (), seed: int | None = None,
                  prefix: Sequence[str | None] | None = None, streamer: Callable[[int, str], None] | None = None,
+                 min_new_tokens: int = 0, early_banned: Sequence[int] = (),
                  ) -> list[list[Completion]]:
         """`n` answers per prompt: [prompt][sample]. temperature 0 is greedy.
 
@@ -79,7 +80,8 @@ class Policy:
         alone); with n > 1 a prompt's media are encoded once and its cache rows shared by its n samples. `seed` fixes
         the draws: a row's samples depend on (seed, row) only; None draws the seed from torch's global stream.
         `streamer(row, delta)` gets each row's new text as it comes (row = prompt * n + sample); its deltas add up
-        to the Completion's text.
+        to the Completion's text. Before `min_new_tokens` tokens the eos ids and `early_banned` cannot be drawn
+        (budget forcing: the answer after a forced end of thinking starts with text, not a marker or the end).
         """
         if n < 1:
             raise ValueError(f"n must be at least 1, got {n}")
@@ -92,7 +94,8 @@ class Policy:
         if seed is None:
             seed = int(torch.randint(0, 2**62, ()))
         generator = torch.Generator(self.device).manual_seed(seed)
-        sampling = Sampling(max_new_tokens, temperature, top_k, top_p, self.eos_ids, generator=generator)
+        sampling = Sampling(max_new_tokens, temperature, top_k, top_p, self.eos_ids, min_new_tokens, generator,
+                            tuple(early_banned))
         texts = [GrowingText(self._decode_text, stop) for _ in range(len(prompts) * n)]
         track = bool(stop) or streamer is not None  # else the text is decoded once at the end
 

@@ -99,15 +99,19 @@ class BudgetForcing:
         return self._answer()
 
     def _answer(self) -> list[ReasonedAnswer]:
-        """The answers after the (forced) end of thinking; a marker the model writes there ends the answer, so the
-        output keeps one thinking block within the cap."""
+        """The answers after the (forced) end of thinking. The first token can be neither the end of the turn nor a
+        (one-token) marker, so the answer is not empty; a marker written later ends the answer, so the output keeps
+        one thinking block within the cap."""
         prefixes = [format_reasoning(row.thinking, "", self._open, self._close) for row in self._rows]
         for i, prefix in enumerate(prefixes):
             self._show(i, prefix)
         rows = list(range(len(prefixes)))
+        tok = self._policy.processor.tokenizer
+        markers = [tok(m, add_special_tokens=False)["input_ids"] for m in (self._open, self._close)]
         outs = self._policy.generate(self._prompts, prefix=prefixes, stop=[self._open, self._close],
                                      max_new_tokens=self.max_answer_tokens or self.max_new_tokens,
-                                     streamer=self._hold(rows), **self._sampling)
+                                     streamer=self._hold(rows), min_new_tokens=1,
+                                     early_banned=[ids[0] for ids in markers if len(ids) == 1], **self._sampling)
         results = []
         for i, (out, row) in enumerate(zip(outs, self._rows)):
             answer = out[0].text[: -len(out[0].stop)] if out[0].finish_reason == "stop" else out[0].text
