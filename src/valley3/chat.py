@@ -11,6 +11,7 @@ import torch
 from valley3.chat_display import ThinkingDisplay
 from valley3.data.media import MediaError
 from valley3.reasoning.budget import BudgetForcing
+from valley3.reasoning.parse import format_reasoning
 
 _HELP = """interactive commands: /effort LEVEL, /image PATH, /audio PATH, /video PATH (attached to your next
 message), /reset (forget the conversation), /quit (or end of input)"""
@@ -81,8 +82,10 @@ class Chat:
         result = forcing(self.policy, [record], streamer=lambda _, delta: self.display.feed(delta),
                          temperature=self.args.temperature, top_p=self.args.top_p, seed=self.args.seed)[0]
         self.display.finish()
-        answer = result.answer if result.parsed.opens else result.text.strip()
-        self.messages.append({"role": "assistant", "content": answer})  # later turns see answers, not thinking
+        answer = result.answer if result.parsed.opens or result.parsed.closes else result.text.strip()
+        # Later turns see earlier answers without their thinking (an empty block keeps the trained form).
+        content = answer if self.effort is None else format_reasoning("", answer, self.display.open, self.display.close)
+        self.messages.append({"role": "assistant", "content": content})
         return answer
 
     def command(self, line: str) -> bool:

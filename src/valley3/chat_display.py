@@ -33,15 +33,17 @@ class ThinkingDisplay:
     def feed(self, delta: str) -> None:
         self.pending += delta
         while self.pending:
-            marker = self.close if self.inside else self.open
-            at = self.pending.find(marker)
-            if at >= 0:
+            # Outside a block a stray close marker (the open one was in the prompt, or never written) is a marker too.
+            found = [(self.pending.find(m), m) for m in ((self.close,) if self.inside else (self.open, self.close))]
+            found = [(at, m) for at, m in found if at >= 0]
+            if found:
+                at, marker = min(found)
                 self._write(self.pending[:at])
                 self._marker(marker)
                 self.pending = self.pending[at + len(marker) :]
                 continue
-            keep = next((n for n in range(min(len(self.pending), len(marker) - 1), 0, -1)
-                         if marker.startswith(self.pending[-n:])), 0)
+            keep = next((n for n in range(min(len(self.pending), max(len(self.open), len(self.close)) - 1), 0, -1)
+                         if self.open.startswith(self.pending[-n:]) or self.close.startswith(self.pending[-n:])), 0)
             self._write(self.pending[: len(self.pending) - keep])
             self.pending = self.pending[len(self.pending) - keep :]
             break
@@ -64,7 +66,7 @@ class ThinkingDisplay:
                 self.out.write((DIM if self.color else "") + marker)
         else:
             if not self.hide:
-                self.out.write(marker + (RESET if self.color else ""))
+                self.out.write((DIM if self.color and not self.inside else "") + marker + (RESET if self.color else ""))
             self.inside, self.after_close = False, True
 
     def _write(self, text: str) -> None:

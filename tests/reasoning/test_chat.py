@@ -14,6 +14,7 @@ import pytest
 from valley3.chat_display import DIM, RESET, ThinkingDisplay
 from valley3.cli import main
 from valley3.reasoning.budget import BudgetForcing
+from valley3.reasoning.parse import format_reasoning
 
 from .conftest import record
 
@@ -47,7 +48,8 @@ def test_interactive_loop_through_piped_stdin(reasoning_ckpt):
     assert proc.returncode == 0, proc.stderr
     forcing = BudgetForcing(max_new_tokens=64)
     first = forcing(policy, [record(3, 4, "medium", answered=False)], temperature=0, seed=0)[0]  # the default level
-    history = [{"role": "user", "content": "What is 3 plus 4?"}, {"role": "assistant", "content": first.answer},
+    history = [{"role": "user", "content": "What is 3 plus 4?"},
+               {"role": "assistant", "content": format_reasoning("", first.answer)},
                {"role": "user", "content": "What is 5 plus 6?"}]
     second = forcing(policy, [{"messages": history, "effort": "minimal"}], temperature=0, seed=0)[0]
     error = "error: unknown reasoning effort 'ultra'; the levels are ['minimal', 'medium', 'high']\n"
@@ -77,6 +79,15 @@ def test_unknown_effort_is_a_clear_error(reasoning_ckpt):
     ckpt, _ = reasoning_ckpt
     with pytest.raises(SystemExit, match=r"unknown reasoning effort 'ultra'.*\['minimal', 'medium', 'high'\]"):
         main(["chat", "--ckpt", str(ckpt), "--effort", "ultra", "--prompt", "hi"])
+
+
+def test_display_hides_a_stray_close_marker():
+    out = io.StringIO()
+    display = ThinkingDisplay(out, hide=True)
+    display.feed("8.\n</thin")
+    display.feed("king>\n\n28.")
+    display.finish()
+    assert out.getvalue() == "8.\n28.\n"
 
 
 @pytest.mark.parametrize("cut", [1, 3, 7])

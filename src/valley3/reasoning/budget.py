@@ -7,7 +7,13 @@ import os
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from valley3.reasoning.parse import ThinkingParse, count_thinking_tokens, format_reasoning, parse_thinking
+from valley3.reasoning.parse import (
+    SEPARATOR,
+    ThinkingParse,
+    count_thinking_tokens,
+    format_reasoning,
+    parse_thinking,
+)
 
 Streamer = Callable[[int, str], None]
 
@@ -102,7 +108,7 @@ class BudgetForcing:
         """The answers after the (forced) end of thinking. The first token can be neither the end of the turn nor a
         (one-token) marker, so the answer is not empty; a marker written later ends the answer, so the output keeps
         one thinking block within the cap."""
-        prefixes = [format_reasoning(row.thinking, "", self._open, self._close) for row in self._rows]
+        prefixes = [self._closed(row.thinking) for row in self._rows]
         for i, prefix in enumerate(prefixes):
             self._show(i, prefix)
         rows = list(range(len(prefixes)))
@@ -163,6 +169,13 @@ class BudgetForcing:
         while keep > 0 and count_thinking_tokens(tok.decode(ids[:keep]), tok) > cap:
             keep -= 1
         return tok.decode(ids[:keep]) if keep else ""
+
+    def _closed(self, thinking: str) -> str:
+        """The thinking as the model wrote it, then the end marker and separator (forced, or the model's own)."""
+        if not thinking.strip():
+            return format_reasoning("", "", self._open, self._close)
+        newline = "" if thinking.endswith("\n") else "\n"
+        return f"{self._open}\n{thinking}{newline}{self._close}{SEPARATOR}"
 
     def _context(self, i: int) -> str:
         return f"{self._open}\n{self._rows[i].thinking}"
