@@ -78,6 +78,7 @@ def components_help() -> str:
     lines.append("other commands:")
     lines.append("  valley3 data demo --out DIR     write the embedded demo dataset (and its eval split)")
     lines.append("  valley3 data reject-sample ...  answer prompts k times with a checkpoint, keep by pass rate (S3)")
+    lines.append("  valley3 data zpd ...            keep prompts with pass rate in [0.25, 0.75] for GRPO (k 8)")
     lines.append("  valley3 inspect --config FILE   parameters per component and tokens per image/frame/second")
     lines.append("  valley3 pipeline FILE [-- ARGS] run a recipe's stages in order (skips finished ones)")
     return "\n".join(lines)
@@ -94,8 +95,9 @@ def _data_main(argv: list[str]) -> None:
     from valley3.stages import reject_sample as rejection
 
     rejection.add_parser(sub)
+    rejection.add_zpd_parser(sub)
     args = parser.parse_args(argv)
-    if args.command == "reject-sample":
+    if args.command in ("reject-sample", "zpd"):
         rejection.run_command(args)
     if args.command == "demo":
         from valley3.data.demo import make_demo
