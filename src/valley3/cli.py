@@ -79,6 +79,7 @@ def components_help() -> str:
     lines.append("  valley3 data demo --out DIR     write the embedded demo dataset (and its eval split)")
     lines.append("  valley3 data reject-sample ...  answer prompts k times with a checkpoint, keep by pass rate (S3)")
     lines.append("  valley3 data zpd ...            keep prompts with pass rate in [0.25, 0.75] for GRPO (k 8)")
+    lines.append("  valley3 serve --ckpt FILE       OpenAI-compatible chat server for a checkpoint (judge, demos)")
     lines.append("  valley3 inspect --config FILE   parameters per component and tokens per image/frame/second")
     lines.append("  valley3 pipeline FILE [-- ARGS] run a recipe's stages in order (skips finished ones)")
     return "\n".join(lines)
@@ -136,6 +137,11 @@ def main(argv: list[str] | None = None) -> LightningCLI | None:
         return None
     if args and args[0] == "pipeline":
         _pipeline_main(args[1:])
+        return None
+    if args and args[0] == "serve":
+        from valley3.serve import main as serve_main
+
+        serve_main(args[1:])
         return None
     if args and args[0] == "inspect":
         from valley3.inspect import main as inspect_main
