@@ -14,7 +14,7 @@ from valley3.rewards import (
     LengthPenalty,
     RewardContext,
     WeightedRewards,
-    WordShareReward,
+    TokenShareReward,
     parse_score,
     split_thinking,
 )
@@ -57,11 +57,11 @@ def test_length_penalty_is_dapos_soft_overlong_punishment():
     assert at(50) == -1.0 and at(20, "length") == -1.0
 
 
-def test_word_share_counts_the_target_word_among_answer_words():
-    reward = WordShareReward("red")
-    assert reward(_record("x"), "Red red blue, red!") == pytest.approx(0.75)
-    assert reward(_record("x"), "<thinking>red red</thinking> blue") == 0.0
-    assert reward(_record("x"), "") == 0.0
+def test_token_share_counts_the_target_tokens_among_generated_ids():
+    reward = TokenShareReward("red")  # one token of the tiny tokenizer (id 518)
+    assert reward.targets == {518}
+    assert reward(_record("x"), "", RewardContext(token_ids=(518, 518, 7, 518))) == pytest.approx(0.75)
+    assert reward(_record("x"), "", RewardContext(token_ids=())) == 0.0
 
 
 def test_weighted_rewards_sum_and_keep_each_function():

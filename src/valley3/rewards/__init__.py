@@ -12,11 +12,11 @@ from valley3.rewards.rule import (
     reference_kind,
     reference_letter,
 )
-from valley3.rewards.rule_rewards import AnswerReward, FormatReward, LengthPenalty, WordShareReward, split_thinking
+from valley3.rewards.rule_rewards import AnswerReward, FormatReward, LengthPenalty, TokenShareReward, split_thinking
 
 __all__ = [
     "DEFAULT_RUBRIC", "SCORERS", "AnswerReward", "FormatReward", "HFJudge", "HTTPJudge", "JudgeBackend", "JudgeReward",
-    "LengthPenalty", "PolicyJudge", "Reward", "RewardContext", "RuleScorer", "WeightedRewards", "WordShareReward",
+    "LengthPenalty", "PolicyJudge", "Reward", "RewardContext", "RuleScorer", "TokenShareReward", "WeightedRewards",
     "choice_score", "exact_score", "json_f1", "parse_score", "question_of", "reference_kind", "reference_letter",
     "reference_of", "split_thinking",
 ]

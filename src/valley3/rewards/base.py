@@ -25,6 +25,7 @@ class RewardContext:
         step: the training step (0 outside training).
         prompt_index: the prompt's index in its rollout batch.
         sample_index: the completion's index within its prompt's group.
+        token_ids: the generated ids (as `num_tokens` counts them).
     """
 
     num_tokens: int = 0
@@ -33,6 +34,7 @@ class RewardContext:
     step: int = 0
     prompt_index: int = 0
     sample_index: int = 0
+    token_ids: tuple[int, ...] = ()
 
 
 def turns_of(prompt: Prompt) -> list[tuple[str, str]]:

@@ -1,8 +1,6 @@
-"""Rule rewards for GRPO: format (one thinking block, then an answer), answer accuracy, length penalty, word share."""
+"""Rule rewards for GRPO: format (one thinking block, then an answer), answer accuracy, length penalty, token share."""
 
 from __future__ import annotations
-
-import re
 
 from valley3.rewards.base import Prompt, Reward, RewardContext, reference_of
 from valley3.rewards.rule import SCORERS, RuleScorer
@@ -98,20 +96,27 @@ class LengthPenalty(Reward):
         return 0.0 if context.num_tokens <= start else (start - context.num_tokens) / self.buffer
 
 
-class WordShareReward(Reward):
-    """The share of the answer's words that are `word` (case-insensitive); 0 for an empty answer.
+class TokenShareReward(Reward):
+    """The share of a completion's tokens that are `text`'s token(s) (end-of-turn excluded); 0 for an empty one.
 
-    A dense, deterministic reward for checking that a trainer learns (the toy GRPO task).
+    A dense, deterministic reward for checking that a trainer learns (the toy GRPO task, `benchmarks/grpo_toy.py`).
 
     Args:
-        word: the target word.
+        text: the target (a word that is one token, e.g. "red").
+        tokenizer: the tokenizer folder that splits `text` (default: the project's tiny tokenizer).
         name: the logged name.
     """
 
-    def __init__(self, word: str, name: str = "word_share"):
+    def __init__(self, text: str, tokenizer: str | None = None, name: str = "token_share"):
         super().__init__()
-        self.word, self.name = word.lower(), name
+        from transformers import AutoTokenizer
+
+        from valley3.assets import tiny_tokenizer_dir
+
+        self.name = name
+        self.targets = frozenset(AutoTokenizer.from_pretrained(tokenizer or tiny_tokenizer_dir())(
+            text, add_special_tokens=False)["input_ids"])
 
     def score(self, prompt: Prompt, completion: str, context: RewardContext) -> float:
-        words = re.findall(r"\w+", answer_of(completion).lower())
-        return sum(w == self.word for w in words) / len(words) if words else 0.0
+        ids = context.token_ids
+        return sum(i in self.targets for i in ids) / len(ids) if ids else 0.0

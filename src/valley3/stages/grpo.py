@@ -82,6 +82,14 @@ class GRPOStage(OmniStage):
         self.rollout_step = 0
 
     # -- a step ----------------------------------------------------------------------------------------------
+    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
+        # Prompt records stay as they are (the policy moves what it builds from them); Lightning would walk into
+        # their frozen dataclasses.
+        if isinstance(batch, dict) and "prompts" in batch:
+            rest = {k: v for k, v in batch.items() if k != "prompts"}
+            return super().transfer_batch_to_device(rest, device, dataloader_idx) | {"prompts": batch["prompts"]}
+        return super().transfer_batch_to_device(batch, device, dataloader_idx)
+
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any] | None:
         start, hp = time.perf_counter(), self.hparams
         self._log_skipped(batch, "train")
@@ -115,17 +123,25 @@ class GRPOStage(OmniStage):
         return metrics
 
     # -- optimisation ----------------------------------------------------------------------------------------
-    def _items(self, rollout: Rollout, advantages: torch.Tensor) -> list[tuple[Any, list[int], list[int], float]]:
-        """(prompt, completion ids, loss mask, advantage) per completion. An answer that ended on its own is
-        trained with its end-of-turn token (the model must learn to stop); a truncated one may be masked out."""
-        items, k = [], 0
+    def _items(self, rollout: Rollout, advantages: torch.Tensor) -> tuple[list[tuple[Any, list[int], list[int], float]], int]:
+        """(prompt, completion ids, loss mask, advantage) per completion, and how many completions were unusable.
+
+        An answer that ended on its own is trained with its end-of-turn token (the model must learn to stop); a
+        truncated one may be masked out. One holding a media placeholder id (an untrained model samples any id) is
+        cut before it and left out of the loss: fed back, the placeholder would ask for media the prompt lacks.
+        """
+        placeholders = set(self.processor.token_ids.values())
+        items, unusable, k = [], 0, 0
         for g in rollout.groups:
             for c in g.completions:
                 ids = list(c.token_ids) + ([self.processor.eos_id] if c.finish_reason == "eos" else [])
                 keep = 0 if (self.hparams.mask_truncated and c.finish_reason == "length") else 1
+                bad = next((i for i, t in enumerate(ids) if t in placeholders), None)
+                if bad is not None:
+                    ids, keep, unusable = ids[:bad], 0, unusable + 1
                 items.append((g.prompt, ids, [keep] * len(ids), float(advantages[k])))
                 k += 1
-        return items
+        return items, unusable
 
     def _chunks(self, items: list, parts: int) -> list[list]:
         size = -(-len(items) // parts)
@@ -151,7 +167,8 @@ class GRPOStage(OmniStage):
 
     def _optimise(self, rollout: Rollout, advantages: torch.Tensor) -> tuple[list[float], dict[str, float]]:
         hp, optimizer, scheduler = self.hparams, self.optimizers(), self.lr_schedulers()
-        minis = self._chunks(self._items(rollout, advantages), hp.mini_batches)
+        items, unusable = self._items(rollout, advantages)
+        minis = self._chunks(items, hp.mini_batches)
         chunks = [self._chunks(m, -(-len(m) // (hp.micro_batch_size or len(m)))) for m in minis]
         old, ref = self._reference(chunks)
         losses, sums = [], defaultdict(float)
@@ -185,6 +202,7 @@ class GRPOStage(OmniStage):
                 losses.append(total)
         n = max(sums["tokens"], 1.0)
         stats = {"train/loss": sum(losses) / len(losses), "train/entropy": sums["entropy"] / n,
+                 "train/unusable_completions": float(unusable),
                  "train/clip_ratio_low": sums["clip_low"] / n, "train/clip_ratio_high": sums["clip_high"] / n}
         if self.ref_model is not None:
             stats["train/kl"] = sums["kl"] / n

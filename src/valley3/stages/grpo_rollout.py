@@ -14,8 +14,8 @@ from valley3.stages.grpo_loss import zero_spread
 
 
 def sample_seed(seed: int, step: int, index: int) -> int:
-    """The sampling seed of one prompt: a function of (run seed, rollout step, the prompt's index in its batch) only,
-    so a resumed run draws the same completions, and dropping a group changes no other group's samples."""
+    """The sampling seed of a generation call: a function of (run seed, rollout step, index of the call's first
+    prompt in its batch) only, so a resumed run draws the same completions."""
     return int(np.random.SeedSequence([seed, step, index]).generate_state(1)[0])
 
 
@@ -65,12 +65,13 @@ class Rollout:
     stats: dict[str, float]
 
 
-def _sample_group(policy, prompt: Prompt, index: int, step: int, seed: int, sampling: Sampling) -> list[Any]:
-    (completions,) = policy.generate(
-        [prompt], n=sampling.group_size, max_new_tokens=sampling.max_new_tokens, temperature=sampling.temperature,
-        top_p=sampling.top_p, top_k=sampling.top_k, stop=sampling.stop, seed=sample_seed(seed, step, index),
+def _sample_groups(policy, prompts: Sequence[Prompt], first: int, step: int, seed: int,
+                   sampling: Sampling) -> list[list[Any]]:
+    """G completions per prompt, in one batched call (a prompt's media encoded once for its G samples)."""
+    return policy.generate(
+        list(prompts), n=sampling.group_size, max_new_tokens=sampling.max_new_tokens, temperature=sampling.temperature,
+        top_p=sampling.top_p, top_k=sampling.top_k, stop=sampling.stop, seed=sample_seed(seed, step, first),
     )
-    return completions
 
 
 def _score(rewards: WeightedRewards, prompts: Sequence[Prompt], indices: Sequence[int],
@@ -80,7 +81,7 @@ def _score(rewards: WeightedRewards, prompts: Sequence[Prompt], indices: Sequenc
         for j, c in enumerate(group):
             flat_prompts.append(prompt)
             texts.append(c.text)
-            contexts.append(RewardContext(len(c.token_ids), c.finish_reason, budget, step, index, j))
+            contexts.append(RewardContext(len(c.token_ids), c.finish_reason, budget, step, index, j, tuple(c.token_ids)))
     totals, each = rewards.score(flat_prompts, texts, contexts)
     groups, g = [], len(completions[0]) if completions else 0
     for k, (prompt, index, group) in enumerate(zip(prompts, indices, completions)):
@@ -106,7 +107,7 @@ def collect(policy, rewards: WeightedRewards, prompts: Sequence[Prompt], step: i
         want = target - len(kept)
         indices = list(range(drawn, min(drawn + want, len(prompts))))
         batch = [prompts[i] for i in indices]
-        completions = [_sample_group(policy, p, i, step, seed, sampling) for p, i in zip(batch, indices)]
+        completions = _sample_groups(policy, batch, indices[0], step, seed, sampling)
         groups = _score(rewards, batch, indices, completions, step, sampling.max_new_tokens)
         drawn, rounds = drawn + len(indices), rounds + 1
         for group in groups:
