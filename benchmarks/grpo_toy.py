@@ -27,9 +27,9 @@ from valley3.stages.grpo import GRPOStage
 class _Curve(L.Callback):
     """Mean reward, zero-spread share and loss per training step."""
 
-    def __init__(self):
+    def __init__(self, stop_at: float | None = None):
         self.rows: list[dict] = []
-        self.start = time.perf_counter()
+        self.start, self.stop_at = time.perf_counter(), stop_at
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         rewards = outputs.get("rewards") or [0.0]
@@ -40,6 +40,8 @@ class _Curve(L.Callback):
         self.rows.append(row)
         print(f"step {row['step']:3d}  reward {row['reward']:.3f}  zero-spread {row['zero_spread']:.2f}  "
               f"loss {row['loss']:+.4f}  {row['seconds']:6.1f} s", flush=True)
+        if self.stop_at is not None and row["reward"] >= self.stop_at:
+            trainer.should_stop = True
 
 
 def prompts(n: int) -> list[Sample]:
@@ -59,14 +61,15 @@ class _Prompts(torch.utils.data.Dataset):
 
 
 def run(steps: int = 50, group_size: int = 16, prompts_per_step: int = 8, max_new_tokens: int = 16,
-        lr: float = 1e-2, seed: int = 0) -> list[dict]:
+        lr: float = 1e-2, seed: int = 0, stop_at: float | None = None) -> list[dict]:
+    """The curve of a toy run (one row per step); `stop_at` ends it once the mean reward reaches that."""
     torch.manual_seed(seed)
     stage = GRPOStage(OmniModel(HFDecoder("tiny-qwen3")), rewards=[TokenShareReward("red")],
                       sampling={"group_size": group_size, "max_new_tokens": max_new_tokens}, default_lr=lr,
                       max_grad_norm=1.0, seed=seed)
     loader = torch.utils.data.DataLoader(_Prompts(prompts(64), steps, prompts_per_step), batch_size=prompts_per_step,
                                          collate_fn=lambda items: {"prompts": items, "skipped": torch.tensor(0)})
-    curve = _Curve()
+    curve = _Curve(stop_at)
     trainer = L.Trainer(accelerator="cpu", max_steps=steps, logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, callbacks=[curve])
     trainer.fit(stage, loader)

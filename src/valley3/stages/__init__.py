@@ -1,10 +1,13 @@
-"""Training stages: thin LightningModules over OmniStage (S0-S3 of the Valley3 recipe, evaluation)."""
+"""Training stages: thin LightningModules over OmniStage (S0-S3 of the Valley3 recipe, GRPO, evaluation)."""
 
 from valley3.stages.base import OmniStage
 from valley3.stages.evaluate import EvalStage
+from valley3.stages.grpo import GRPOStage
 from valley3.stages.s0_audio_align import AudioAlignStage
 from valley3.stages.s1_audio_instruct import AudioInstructStage
 from valley3.stages.s2_domain_cpt import DomainCPTStage
 from valley3.stages.s3_rejection_ft import RejectionFTStage
 
-__all__ = ["AudioAlignStage", "AudioInstructStage", "DomainCPTStage", "EvalStage", "OmniStage", "RejectionFTStage"]
+__all__ = [
+    "AudioAlignStage", "AudioInstructStage", "DomainCPTStage", "EvalStage", "GRPOStage", "OmniStage", "RejectionFTStage",
+]

@@ -191,7 +191,7 @@ class GRPOStage(OmniStage):
                     total += result.loss.item()
                     n = float(mask.sum())
                     sums["tokens"] += n
-                    sums["entropy"] += float((lp.entropy * mask).sum())
+                    sums["entropy"] += float((lp.entropy.detach() * mask).sum())
                     sums["clip_low"] += result.clip_low * n
                     sums["clip_high"] += result.clip_high * n
                     sums["kl"] += (result.kl or 0.0) * n
