@@ -17,7 +17,7 @@ from valley3.rewards.judge import DEFAULT_RUBRIC
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def judge_checkpoint(root: Path, steps: int = 60) -> Path:
+def judge_checkpoint(root: Path, steps: int = 40) -> Path:
     """`valley3 fit` of the quickstart model on rubric prompts all answered "Score: 7" (greedy then says so)."""
     from valley3.cli import main
 

@@ -6,10 +6,15 @@ import base64
 from pathlib import Path
 
 import httpx
+import lightning as L
 import pytest
+import torch
 
 from tests.judge_server import free_port, judge_checkpoint, start_server, stop
-from valley3.rewards import HTTPJudge, JudgeReward, RewardContext
+from valley3.models import OmniModel
+from valley3.models.decoders import HFDecoder
+from valley3.rewards import HTTPJudge, JudgeReward, RewardContext, TokenShareReward
+from valley3.stages.grpo import GRPOStage
 
 
 @pytest.fixture(scope="module")
@@ -71,17 +76,54 @@ def test_bad_requests_get_400_naming_the_part(server, media):
     assert _chat(url, "hi", stream=True).status_code == 400
 
 
-def test_judge_reward_scores_a_batch_through_the_server_and_counts_an_outage(judge_ckpt):
+class _KillServerAfter(L.Callback):
+    """Kills the judge server after the given training step, as a crash or a lost node would."""
+
+    def __init__(self, server, step: int):
+        self.server, self.step = server, step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if outputs["step"] + 1 == self.step:
+            stop(self.server)
+
+
+@pytest.mark.slow
+def test_judge_through_the_server_then_an_outage_mid_training(judge_ckpt):
+    """The judge reward scores a batch through `valley3 serve`; killed mid-run, its rewards become counted 0s and
+    GRPO trains on."""
     port = free_port()
     process = start_server(judge_ckpt, port)
-    reward = JudgeReward(HTTPJudge(f"http://127.0.0.1:{port}/v1", timeout=60, retries=1, backoff=0.1))
+    judge = JudgeReward(HTTPJudge(f"http://127.0.0.1:{port}/v1", timeout=60, retries=1, backoff=0.1))
     prompts = [_record(f"What colour is item {i}?") for i in range(4)]
     try:
-        got = reward.batch(prompts, ["red", "blue", "<thinking>hm</thinking> red", "green"], [RewardContext()] * 4)
+        got = judge.batch(prompts, ["red", "blue", "<thinking>hm</thinking> red", "green"], [RewardContext()] * 4)
         assert got == [pytest.approx(0.7)] * 4  # the judge replies "Score: 7" on a 0-10 scale
-        assert reward.stats() == {"calls": 4}
+        assert judge.stats() == {"calls": 4, "failures": 0}
+        judge.reset_stats()
+        torch.manual_seed(0)
+        stage = GRPOStage(OmniModel(HFDecoder("tiny-qwen3")), rewards=[judge, TokenShareReward("red")],
+                          sampling={"group_size": 2, "max_new_tokens": 4})
+        log = _StepLog()
+        loader = torch.utils.data.DataLoader(prompts[:2] * 3, batch_size=2, collate_fn=lambda items: {
+            "prompts": items, "skipped": torch.tensor(0)})
+        trainer = L.Trainer(accelerator="cpu", max_steps=3, logger=False, enable_checkpointing=False,
+                            enable_progress_bar=False, enable_model_summary=False,
+                            callbacks=[_KillServerAfter(process, 1), log])
+        trainer.fit(stage, loader)
     finally:
         stop(process)
-    got = reward.batch(prompts, ["red"] * 4, [RewardContext()] * 4)
-    assert got == [0.0] * 4
-    assert reward.stats() == {"calls": 8, "failures": 4, "failures/unreachable": 4}
+    assert trainer.global_step == 3  # trained on through the outage
+    assert [row["judge"] for row in log.rows] == [[0.7] * 4, [0.0] * 4, [0.0] * 4]
+    assert [row["failures"] for row in log.rows] == [0, 4, 4]
+
+
+class _StepLog(L.Callback):
+    """The judge's rewards and its failures logged at each step."""
+
+    def __init__(self):
+        self.rows: list[dict] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        judge = [round(v, 6) for v in outputs["per_reward"]["judge"]]
+        failures = trainer.callback_metrics.get("train/reward/judge/failures", torch.tensor(0.0))
+        self.rows.append({"judge": judge, "failures": int(failures)})

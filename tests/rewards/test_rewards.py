@@ -104,3 +104,4 @@ def test_hf_judge_from_a_local_folder_runs_and_garbage_counts_as_failure(tmp_pat
     assert got == [0.0, 0.0, 0.0]
     assert reward.stats()["calls"] == 3 and reward.stats()["failures/garbage"] == 3
     assert "Reference answer: Red" in reward.request(_record("<thinking>t</thinking> Red"), "x")[0]["content"]
+    assert "answer: ab\n" in reward.request(_record("Red"), "a<|audio_pad|>b<|im_end|>")[0]["content"]

@@ -25,6 +25,9 @@ DEFAULT_RUBRIC = (
     "Reply with one line 'Score: N', where N is an integer from {low} to {high}."
 )
 _SCORE = re.compile(r"score\s*[:=]?\s*(-?\d+(?:\.\d+)?)", re.IGNORECASE)
+# Control tokens written out in a decoded answer (<|im_end|>, <|image_pad|>, ...): not text a judge should read, and
+# a judge's own tokenizer would read them as its control tokens.
+_CONTROL = re.compile(r"<\|[^|<>]{1,40}\|>")
 
 
 class JudgeBackend(ABC):
@@ -79,7 +82,7 @@ class JudgeReward(Reward):
 
     def request(self, prompt: Prompt, completion: str) -> list[Message]:
         """The judge's chat request for one completion."""
-        answer = answer_of(completion) if self.strip_thinking else completion
+        answer = _CONTROL.sub("", answer_of(completion) if self.strip_thinking else completion)
         reference = reference_of(prompt)
         text = self.rubric.format(question=question_of(prompt), answer=answer, low=self.low, high=self.high,
                                   reference="(none)" if reference is None else answer_of(reference))
@@ -96,6 +99,7 @@ class JudgeReward(Reward):
             raise RuntimeError(f"judge backend gave {len(replies)} replies to {len(requests)} requests")
         rewards = []
         self.counts["calls"] += len(requests)
+        self.counts["failures"] += 0  # logged every step, 0 included: a curve, not a gap
         for reply in replies:
             value = None if reply is None else parse_score(reply, self.low, self.high)
             if value is None:

@@ -34,14 +34,24 @@ class HTTPJudge(JudgeBackend):
 
     def __init__(self, url: str, model: str = "valley3", timeout: float = 30.0, retries: int = 2,
                  backoff: float = 0.5, max_workers: int = 8, api_key_env: str | None = None):
-        import httpx
-
         if retries < 0 or max_workers < 1:
             raise ValueError(f"need retries >= 0 and max_workers >= 1, got {retries} and {max_workers}")
         self.endpoint = url.rstrip("/") + "/chat/completions"
         self.model, self.retries, self.backoff, self.max_workers = model, retries, backoff, max_workers
-        headers = {"Authorization": f"Bearer {os.environ[api_key_env]}"} if api_key_env else {}
-        self.client = httpx.Client(timeout=timeout, headers=headers)
+        self.timeout, self.api_key_env = timeout, api_key_env
+        self._client = None  # opened on first use: the backend stays copyable (hyperparameters are deep-copied)
+
+    @property
+    def client(self):
+        if self._client is None:
+            import httpx
+
+            headers = {"Authorization": f"Bearer {os.environ[self.api_key_env]}"} if self.api_key_env else {}
+            self._client = httpx.Client(timeout=self.timeout, headers=headers)
+        return self._client
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_client": None}  # copies and pickles open their own connection
 
     def _one(self, messages: list[Message], max_tokens: int, temperature: float) -> str | None:
         import httpx
@@ -68,7 +78,9 @@ class HTTPJudge(JudgeBackend):
             return list(pool.map(lambda m: self._one(m, max_tokens, temperature), requests))
 
     def close(self) -> None:
-        self.client.close()
+        if self._client is not None:
+            self._client.close()
+            self._client = None
 
 
 class PolicyJudge(JudgeBackend):

@@ -106,7 +106,8 @@ class GRPOStage(OmniStage):
             advantages = group_advantages(rewards, self.sampling.group_size, hp.scale_rewards, tol=hp.zero_spread_tol)
             losses, stats = self._optimise(rollout, advantages)
             metrics |= self._rollout_metrics(rollout, rewards) | stats
-            out |= {"loss": torch.tensor(losses).mean(), "losses": losses, "rewards": rewards.tolist()}
+            out |= {"loss": torch.tensor(losses).mean(), "losses": losses, "rewards": rewards.tolist(),
+                    "per_reward": {n: [v for g in rollout.groups for v in g.per_reward[n]] for n in self.rewards.names}}
         metrics["train/step_time_s"] = time.perf_counter() - start
         self.log_dict(metrics, on_step=True, on_epoch=False, batch_size=1)
         return out
