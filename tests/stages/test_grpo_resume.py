@@ -4,14 +4,13 @@ completions, and gets the same rewards and losses (<= 1e-6), as a run never stop
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
+
+from tests.stages.test_resume import _fit, _wait
 
 ROOT = Path(__file__).resolve().parents[2]
 # Two optimiser steps per rollout (mini_batches 2): 8 rollouts, checkpoints every 2, the kill after the 5th (index 4),
@@ -49,20 +48,6 @@ def _config(run: Path, prompts: Path) -> Path:
     path = run / "fit.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
-
-
-def _fit(config: Path, *args: str, kill_at: int | None = None) -> subprocess.Popen:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONPATH": f"{ROOT / 'src'}:{ROOT}"}
-    env.pop("VALLEY3_KILL_AT", None)
-    if kill_at is not None:
-        env["VALLEY3_KILL_AT"] = str(kill_at)
-    return subprocess.Popen([sys.executable, "-m", "valley3.cli", "fit", "--config", str(config), *args], cwd=ROOT,
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-
-
-def _wait(run: subprocess.Popen) -> tuple[int, str]:
-    _, err = run.communicate(timeout=600)
-    return run.returncode, err[-3000:]
 
 
 def _log(run: Path) -> dict[int, dict]:

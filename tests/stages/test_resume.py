@@ -63,7 +63,8 @@ def _config(run: Path, demo: Path, data: dict) -> Path:
 
 
 def _fit(config: Path, *args: str, kill_at: int | None = None) -> subprocess.Popen:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+    # This checkout's sources first, so a run tests them and not another installed copy of valley3.
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONPATH": f"{ROOT / 'src'}:{ROOT}"}
     env.pop("VALLEY3_KILL_AT", None)
     if kill_at is not None:
         env["VALLEY3_KILL_AT"] = str(kill_at)
