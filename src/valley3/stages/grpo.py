@@ -79,6 +79,7 @@ class GRPOStage(OmniStage):
         self.policy = Policy(self.model, self.processor)
         # A frozen copy of the starting weights, saved with the checkpoints (a resumed run keeps the same reference).
         self.ref_model = copy.deepcopy(self.model).requires_grad_(False) if beta > 0 else None
+        self.ref_policy = Policy(self.ref_model, self.processor) if beta > 0 else None
         self.rollout_step = 0
 
     # -- a step ----------------------------------------------------------------------------------------------
@@ -161,9 +162,9 @@ class GRPOStage(OmniStage):
                 for j, micro in enumerate(micros):
                     if hp.updates_per_rollout > 1 or hp.mini_batches > 1:
                         old[i, j] = self._batch_logps(self.policy, micro, temperature).logprobs
-                    if self.ref_model is not None:
-                        ref_policy = Policy(self.ref_model, self.processor)
-                        ref[i, j] = self._batch_logps(ref_policy, micro, temperature).logprobs
+                    if self.ref_policy is not None:
+                        self.ref_model.eval()  # Lightning's fit puts every submodule in train mode
+                        ref[i, j] = self._batch_logps(self.ref_policy, micro, temperature).logprobs
         return old, ref
 
     def _optimise(self, rollout: Rollout, advantages: torch.Tensor) -> tuple[list[float], dict[str, float]]:
