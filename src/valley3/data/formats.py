@@ -107,6 +107,8 @@ def parse_record(
     turns = _with_missing_tags(turns, files, sep)
     media = _media_in_tag_order(turns, files, Path(base_dir))
     meta = {k: v for k, v in record.items() if k not in known}
+    if isinstance(meta.get("meta"), dict):  # a record's own "meta" object (pass_rate, ifd, ...) is read flat
+        meta = {**meta.pop("meta"), **meta}
     return Sample(id=sample_id, turns=turns, media=media, source=source, meta=meta).validate()
 
 

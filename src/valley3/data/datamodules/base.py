@@ -35,7 +35,9 @@ class SampleDataset(Dataset):
         return len(self.samples)
 
     def __getitem__(self, index: int) -> Example | None:
-        sample = self.samples[index]
+        return self.process(self.samples[index])
+
+    def process(self, sample: Sample) -> Example | None:
         try:
             return self.processor(sample, generation=self.generation)
         except (MediaError, SampleError) as err:
@@ -167,7 +169,7 @@ class BaseDataModule(L.LightningDataModule):
         if self.processor is None:
             raise RuntimeError(f"{type(self).__name__}.connect(processor, max_len) must be called before loading")
         generation = split == "predict"
-        dataset = SampleDataset(self.read(split), self.processor, self.strict, generation=generation)
+        dataset = self.dataset(self.read(split), generation=generation)
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
@@ -176,13 +178,17 @@ class BaseDataModule(L.LightningDataModule):
             persistent_workers=self.num_workers > 0,
         )
 
+    def dataset(self, samples: list[Sample], generation: bool = False) -> Dataset:
+        """The map-style dataset that processes `samples` (StreamingDataModule fetches media from shards)."""
+        return SampleDataset(samples, self.processor, self.strict, generation=generation)
+
     def train_dataloader(self) -> DataLoader | list:
         if not self.files["train"] and not self.sources:
             return []
         if self.processor is None:
             raise RuntimeError(f"{type(self).__name__}.connect(processor, max_len) must be called before loading")
         mixture = self.train_mixture()
-        dataset = SampleDataset(mixture.samples, self.processor, self.strict)
+        dataset = self.dataset(mixture.samples)
         trainer = self._trainer_or_none()
         rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
         if self.packing is not None:
