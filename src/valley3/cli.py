@@ -11,6 +11,7 @@ from jsonargparse import DefaultHelpFormatter
 from lightning.pytorch.cli import LightningCLI
 
 from valley3.data.datamodules import BaseDataModule
+from valley3.resume import resolve_last
 from valley3.stages.base import OmniStage
 
 # Families a researcher swaps with one config key; listed in --help with each class's first docstring line.
@@ -62,6 +63,8 @@ class _CLI(LightningCLI):
         sub = self.config.get("subcommand")
         if self._stage_config is not None and self.config[sub]["model"].class_path != self._stage_config.class_path:
             self.config[sub]["model"] = self._stage_config
+        if sub:
+            resolve_last(self.config[sub], sub)
 
 
 def components_help() -> str:
