@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from valley3.data.media_keys import MEDIA_KEYS, check_unknown, media_paths
 from valley3.data.schema import MEDIA_KINDS, MEDIA_TAGS, MediaRef, Sample, SchemaError, Turn
 
 FORMATS = ("auto", "messages", "llava")
@@ -23,8 +24,8 @@ LLAVA_ROLES = {
     "tool": "tool",
     "observation": "tool",
 }
-_MESSAGES_KEYS = {"id", "messages", "system", "images", "audios", "videos"}
-_LLAVA_KEYS = {"id", "conversations", "system", "image", "audio", "video"}
+_MESSAGES_KEYS = {"id", "messages", "system", *MEDIA_KEYS}
+_LLAVA_KEYS = {"id", "conversations", "system", *MEDIA_KEYS}
 _TAG_RE = re.compile("|".join(re.escape(tag) for tag in MEDIA_TAGS.values()))
 
 
@@ -103,6 +104,7 @@ def parse_record(
         known, sep = _LLAVA_KEYS, "\n"
     else:
         raise ValueError(f"format must be one of {FORMATS}, got {format!r}")
+    check_unknown(record, known, where)
     turns = _with_system(turns, record.get("system"), where)
     turns = _with_missing_tags(turns, files, sep)
     media = _media_in_tag_order(turns, files, Path(base_dir))
@@ -176,9 +178,9 @@ def _messages(record: dict[str, Any], where: str) -> tuple[list[Turn], dict[str,
         turns.append(Turn(role, content))
     files = {}
     for kind in MEDIA_KINDS:
-        listed = _paths(record.get(f"{kind}s"), f"{kind}s", where)
+        key, listed = media_paths(record, kind, "messages", where)
         if inline[kind] and listed:
-            raise SchemaError(f"{where}: {kind} paths given both inside the content and in '{kind}s'; use one")
+            raise SchemaError(f"{where}: {kind} paths given both inside the content and in '{key}'; use one")
         files[kind] = inline[kind] or listed
     return turns, files
 
@@ -218,7 +220,7 @@ def _llava(record: dict[str, Any], where: str) -> tuple[list[Turn], dict[str, li
         if not isinstance(value, str):
             raise SchemaError(f"{where}: turn {i} 'value' must be a string, got {_type(value)}")
         turns.append(Turn(role, value))
-    files = {kind: _paths(record.get(kind), kind, where) for kind in MEDIA_KINDS}
+    files = {kind: media_paths(record, kind, "llava", where)[1] for kind in MEDIA_KINDS}
     if files["video"] and not files["image"] and _count(turns, "video") == 0:
         if _count(turns, "image") == len(files["video"]):
             # LLaVA-Video data marks a video with <image>, which LLaVA-NeXT's loader expects.
@@ -263,22 +265,6 @@ def _resolve(path: str, base_dir: Path) -> str:
     if not path or "://" in path or os.path.isabs(path):
         return path  # empty paths fail validation; URLs are kept for the loader to reject by name
     return str(base_dir / path)
-
-
-def _paths(value: Any, key: str, where: str) -> list[str]:
-    if value is None:
-        return []
-    items = [value] if isinstance(value, (str, dict)) else value
-    if not isinstance(items, list):
-        raise SchemaError(f"{where}: '{key}' must be a path or a list of paths, got {_type(value)}")
-    paths = []
-    for item in items:
-        # ms-swift also writes {"path": ...} entries
-        path = item.get("path") if isinstance(item, dict) else item
-        if not isinstance(path, str):
-            raise SchemaError(f"{where}: '{key}' entries must be paths (strings), got {_type(item)}")
-        paths.append(path)
-    return paths
 
 
 def _required_list(record: dict[str, Any], key: str, where: str) -> list[Any]:
