@@ -34,6 +34,7 @@ class Example:
     video_pixels: list[torch.Tensor] = field(default_factory=list)  # each [T, 3, H, W]
     video_timestamps: list[torch.Tensor] = field(default_factory=list)  # each [T] seconds, kept for TM-RoPE
     reference: str | None = None  # the held-out answer when built for generation
+    prompt: str | None = None  # the last user turn's text when built for generation (media tags kept)
 
     def __len__(self) -> int:
         return self.input_ids.numel()
@@ -95,6 +96,8 @@ class OmniProcessor:
         ids: list[int] = []
         labels: list[int] = []
         example = Example(torch.empty(0), torch.empty(0), sample.id, sample.source, reference=reference)
+        if generation:
+            example.prompt = next((t.content for t in reversed(turns) if t.role == "user"), None)
         for segment in self.template.segments(turns, add_generation_prompt=generation):
             for piece in _TAG.split(segment.text):
                 if not piece:
