@@ -16,7 +16,7 @@ from valley3.data.datamodules.packed import OnlinePackDataset, PackingConfig, pa
 from valley3.data.formats import read_samples
 from valley3.data.media import MediaError
 from valley3.data.mixture import Mixture, MixtureSampler, Source
-from valley3.data.processor import Example, OmniProcessor, SampleError
+from valley3.data.processor import CONTROL_TOKENS, Example, OmniProcessor, SampleError
 from valley3.data.sampler import ResumableLoader
 from valley3.data.schema import Sample, SchemaError
 
@@ -71,6 +71,8 @@ class BaseDataModule(L.LightningDataModule):
             `[{path: a.jsonl, weight: 2}, {path: b.jsonl, strategy: "first:50%"}, {path: s1.jsonl, replay: 0.1}]`;
             `train` files, if also given, join as one more source named "train".
         mixture: `Mixture` settings for `sources`, e.g. `{by: samples, num_samples: 600, curriculum: quality}`.
+        control_tokens: a special token of the tokenizer (`<|im_end|>`, `<|endoftext|>`, ...) inside data text:
+            "reject" skips the sample with a warning naming it (counted), "escape" reads it as ordinary text.
 
     Training is always drawn by a rank-aware, resumable sampler (plain files: a one-source mixture, reshuffled
     each epoch); the position in the epoch is saved in checkpoints (`state_dict`), so a resumed run goes on
@@ -94,8 +96,12 @@ class BaseDataModule(L.LightningDataModule):
         packing: bool | dict[str, Any] | None = None,
         sources: list[dict[str, Any]] | None = None,
         mixture: dict[str, Any] | None = None,
+        control_tokens: str = "reject",
     ):
         super().__init__()
+        if control_tokens not in CONTROL_TOKENS:
+            raise ValueError(f"control_tokens must be one of {CONTROL_TOKENS}, got {control_tokens!r}")
+        self.control_tokens = control_tokens
         self.files = {split: _as_list(f) for split, f in [("train", train), ("val", val), ("test", test), ("predict", predict)]}
         self.batch_size = batch_size
         self.num_workers = num_workers
@@ -116,6 +122,7 @@ class BaseDataModule(L.LightningDataModule):
         """Late binding: the processor (tokenizer, media specs) depends on the model being trained."""
         if max_len is not None:
             processor.max_len = max_len
+        processor.control_tokens = self.control_tokens
         self.processor = processor
 
     def read(self, split: str) -> list[Sample]:
