@@ -40,4 +40,10 @@ class LossSummary(L.Callback):
             f"loss: first {len(self.losses[: self.window])} steps {first:.3f} -> last {self.window} steps {last:.3f} "
             f"({100 * last / first:.0f}% of the start) over {len(self.losses)} steps; {self.skipped} samples skipped"
             + (f" ({self.skipped_batches} batches had none left)" if self.skipped_batches else "")
+            + (f"; {bad} bad records skipped at reading" if (bad := _bad_records(trainer)) else "")
         )
+
+
+def _bad_records(trainer) -> int:
+    """Records the DataModule dropped as schema failures (`on_bad_record: skip`)."""
+    return sum(getattr(getattr(trainer, "datamodule", None), "bad_records", {}).values())

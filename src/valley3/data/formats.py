@@ -30,7 +30,8 @@ _TAG_RE = re.compile("|".join(re.escape(tag) for tag in MEDIA_TAGS.values()))
 
 
 def read_samples(
-    path: str | os.PathLike, format: str = "auto", media_root: str | os.PathLike | None = None
+    path: str | os.PathLike, format: str = "auto", media_root: str | os.PathLike | None = None,
+    errors: list[str] | None = None,
 ) -> list[Sample]:
     """Read every sample of a JSONL or JSON-list file, each validated.
 
@@ -40,15 +41,17 @@ def read_samples(
         format: "messages" (ms-swift), "llava" (LLaVA-OneVision / ShareGPT "conversations"), or "auto",
             which picks per record by its "messages" or "conversations" key.
         media_root: folder that relative media paths are resolved against; default the data file's folder.
+        errors: given, a record that does not fit is skipped and its error message appended here.
 
     Raises:
         SchemaError: a record does not fit; the message starts with "file:line" (or "file: entry N").
     """
-    return list(iter_samples(path, format, media_root))
+    return list(iter_samples(path, format, media_root, errors))
 
 
 def iter_samples(
-    path: str | os.PathLike, format: str = "auto", media_root: str | os.PathLike | None = None
+    path: str | os.PathLike, format: str = "auto", media_root: str | os.PathLike | None = None,
+    errors: list[str] | None = None,
 ) -> Iterator[Sample]:
     """Like `read_samples`, but yields samples one by one, so JSONL files of any size stream.
 
@@ -56,13 +59,23 @@ def iter_samples(
         path: the data file.
         format: "messages", "llava" or "auto".
         media_root: folder that relative media paths are resolved against; default the data file's folder.
+        errors: given, a record that does not fit is skipped and its error message appended here.
     """
     if format not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, got {format!r}")
     path = Path(path)
     base_dir = Path(media_root).expanduser().absolute() if media_root is not None else path.absolute().parent
     for source, default_id, record in _records(path):
-        yield parse_record(record, source, base_dir, format, default_id=default_id)
+        try:
+            if isinstance(record, SchemaError):  # a line that is not JSON (or not UTF-8)
+                raise record
+            sample = parse_record(record, source, base_dir, format, default_id=default_id)
+        except SchemaError as err:
+            if errors is None:
+                raise
+            errors.append(str(err))
+            continue
+        yield sample
 
 
 def parse_record(
@@ -125,15 +138,18 @@ def _records(path: Path) -> Iterator[tuple[str, str, Any]]:
         return
     with path.open("rb") as f:
         for lineno, raw in enumerate(f, start=1):
-            line = _decode(raw, path, lineno).strip()
-            if not line:
-                continue
+            # A bad line is yielded as its error, so a reader that skips bad records can go on to the next line.
+            line = ""
             try:
-                record = json.loads(line)
+                line = _decode(raw, path, lineno).strip()
+                record = json.loads(line) if line else None
+            except SchemaError as err:
+                record = err
             except json.JSONDecodeError as exc:
                 hint = " (a .json file must hold one JSON list)" if path.suffix == ".json" else ""
-                raise SchemaError(f"{path}:{lineno}: invalid JSON ({exc.msg}, column {exc.colno}){hint}") from None
-            yield f"{path}:{lineno}", f"{path.stem}:{lineno}", record
+                record = SchemaError(f"{path}:{lineno}: invalid JSON ({exc.msg}, column {exc.colno}){hint}")
+            if isinstance(record, SchemaError) or line:
+                yield f"{path}:{lineno}", f"{path.stem}:{lineno}", record
 
 
 def _is_json_list(path: Path) -> bool:

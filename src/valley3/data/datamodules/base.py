@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import DataLoader, Dataset
 
 from valley3.data.collate import PadCollator
@@ -73,6 +74,9 @@ class BaseDataModule(L.LightningDataModule):
         mixture: `Mixture` settings for `sources`, e.g. `{by: samples, num_samples: 600, curriculum: quality}`.
         control_tokens: a special token of the tokenizer (`<|im_end|>`, `<|endoftext|>`, ...) inside data text:
             "reject" skips the sample with a warning naming it (counted), "escape" reads it as ordinary text.
+        on_bad_record: a record that fails schema validation (not JSON, a missing assistant turn, a tag/file
+            mismatch, a modality this DataModule takes no part in): "error" stops with its file:line, "skip" drops
+            it; skipped records are counted per file in `bad_records`, warned about and shown in the run summary.
 
     Training is always drawn by a rank-aware, resumable sampler (plain files: a one-source mixture, reshuffled
     each epoch); the position in the epoch is saved in checkpoints (`state_dict`), so a resumed run goes on
@@ -97,8 +101,13 @@ class BaseDataModule(L.LightningDataModule):
         sources: list[dict[str, Any]] | None = None,
         mixture: dict[str, Any] | None = None,
         control_tokens: str = "reject",
+        on_bad_record: str = "error",
     ):
         super().__init__()
+        if on_bad_record not in ("error", "skip"):
+            raise ValueError(f"on_bad_record must be 'error' or 'skip', got {on_bad_record!r}")
+        self.on_bad_record = on_bad_record
+        self.bad_records: dict[str, int] = {}  # file -> records skipped by on_bad_record: skip
         if control_tokens not in CONTROL_TOKENS:
             raise ValueError(f"control_tokens must be one of {CONTROL_TOKENS}, got {control_tokens!r}")
         self.control_tokens = control_tokens
@@ -131,12 +140,23 @@ class BaseDataModule(L.LightningDataModule):
         return self.samples[split]
 
     def _read_file(self, path: str, format: str) -> list[Sample]:
-        samples = read_samples(path, format, self.media_root)
+        errors = [] if self.on_bad_record == "skip" else None
+        samples, kept = read_samples(path, format, self.media_root, errors), []
         for s in samples:
             extra = s.modalities - self.modalities
-            if extra:
-                raise SchemaError(f"{s.source} (sample {s.id!r}): {type(self).__name__} takes no {sorted(extra)}")
-        return samples
+            if not extra:
+                kept.append(s)
+                continue
+            error = f"{s.source} (sample {s.id!r}): {type(self).__name__} takes no {sorted(extra)}"
+            if errors is None:
+                raise SchemaError(error)
+            errors.append(error)
+        if errors:
+            self.bad_records[str(path)] = len(errors)
+            shown = "\n  ".join(errors[:3]) + ("\n  ..." if len(errors) > 3 else "")
+            rank_zero_warn(f"{path}: skipped {len(errors)} bad record(s) of {len(errors) + len(kept)} "
+                           f"(on_bad_record: skip):\n  {shown}")
+        return kept
 
     def train_mixture(self) -> Mixture:
         """The training split as a `Mixture`: the configured sources, or the `train` files as one source."""
