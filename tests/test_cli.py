@@ -77,7 +77,8 @@ _HEAVY = ("torch", "transformers", "lightning", "lightning.pytorch", "jsonargpar
 
 def test_top_level_help_imports_no_heavy_module():
     """`valley3 --help` answers at once: it reads the component list from the sources instead of importing them."""
-    code = ("import runpy, sys\nsys.argv = ['valley3', '--help']\nrunpy.run_module('valley3.cli', run_name='__main__')\n"
+    code = ("import runpy, sys\nsys.argv = ['valley3', '--help']\n"
+            "runpy.run_module('valley3.cli', run_name='__main__')\n"
             f"print('HEAVY', sorted(m for m in {_HEAVY!r} if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert "HEAVY []" in out

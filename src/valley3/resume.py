@@ -45,7 +45,7 @@ def resolve_last(config: Any, subcommand: str) -> None:
         return _nothing(config, f"{root}/version_*/checkpoints/", subcommand)
     _, path, number = max(found)
     config["ckpt_path"] = str(path)
-    if subcommand == "fit" and (first is True or first is None):  # the default logger, spelled out to give it the version
+    if subcommand == "fit" and (first is True or first is None):  # the default logger, spelled out with the version
         trainer["logger"] = _default_logger(root.parent, number)
     elif subcommand == "fit":
         first.init_args.version = number  # go on in the run's own folder: its logs and its last.ckpt

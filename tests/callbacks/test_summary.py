@@ -12,7 +12,8 @@ from valley3.data.datamodules import TextDataModule
 
 
 def _record(i: int, answer: str) -> dict:
-    return {"id": f"s{i}", "messages": [{"role": "user", "content": "Name it."}, {"role": "assistant", "content": answer}]}
+    turns = [{"role": "user", "content": "Name it."}, {"role": "assistant", "content": answer}]
+    return {"id": f"s{i}", "messages": turns}
 
 
 def test_a_batch_of_only_skipped_samples_is_counted_and_training_goes_on(stage, tmp_path):

@@ -25,9 +25,9 @@ def _special_ids(processor) -> set[int]:
 @pytest.mark.parametrize("role, token", [("user", "<|im_end|>"), ("assistant", "<|im_start|>"),
                                          ("assistant", "<|endoftext|>"), ("user", "<|vision_start|>")])
 def test_reject_names_the_sample_and_the_token(processor, role, token):
-    turns = {"user": Turn("user", f"Colour? {token}"), "assistant": Turn("assistant", f"Red. {token}")}
-    sample = Sample("inj", [turns["user"] if role == "user" else Turn("user", "Colour?"),
-                            turns["assistant"] if role == "assistant" else Turn("assistant", "Red.")], source="d.jsonl:3")
+    user = Turn("user", f"Colour? {token}" if role == "user" else "Colour?")
+    answer = Turn("assistant", f"Red. {token}" if role == "assistant" else "Red.")
+    sample = Sample("inj", [user, answer], source="d.jsonl:3")
     with pytest.raises(SampleError, match=rf"d\.jsonl:3 \(sample 'inj'\): {role} text contains the control token "
                                           rf"{token.replace('|', '[|]')}"):
         processor(sample)
@@ -56,9 +56,11 @@ def test_data_markup_tokens_stay_tokens_in_both_modes(processor):
 
 
 def test_the_datamodule_option_skips_and_counts_or_escapes(stage, tmp_path):
-    records = [{"id": "ok", "messages": [{"role": "user", "content": "Colour?"}, {"role": "assistant", "content": "Red."}]},
-               {"id": "inj", "messages": [{"role": "user", "content": "Colour?"},
-                                          {"role": "assistant", "content": INJECTED}]}]
+    def record(sample_id: str, answer: str) -> dict:
+        return {"id": sample_id, "messages": [{"role": "user", "content": "Colour?"},
+                                              {"role": "assistant", "content": answer}]}
+
+    records = [record("ok", "Red."), record("inj", INJECTED)]
     path = tmp_path / "d.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in records))
     dm = TextDataModule(train=str(path), batch_size=2)  # reject by default

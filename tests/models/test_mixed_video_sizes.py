@@ -56,12 +56,12 @@ def _composed() -> OmniModel:
 
 
 @pytest.mark.parametrize("build", [_qwen3_vl, _composed], ids=["qwen3_vl", "composed"])
-def test_a_batch_of_two_video_sizes_trains_tests_and_predicts(build, data):
+def test_a_batch_of_two_video_sizes_trains_tests_and_predicts(build, data, tmp_path):
     torch.manual_seed(0)
     stage = OmniStage(build(), video={"num_frames": 3}, max_new_tokens=2)
     dm = VideoDataModule(train=data, test=data, predict=data, batch_size=2)
     trainer = L.Trainer(max_steps=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, accelerator="cpu")
+                        enable_model_summary=False, accelerator="cpu", default_root_dir=tmp_path)
     trainer.fit(stage, dm)
     assert trainer.global_step == 2 and torch.isfinite(trainer.callback_metrics["train/loss"])
     # Both clips really are in one batch, at two sizes.

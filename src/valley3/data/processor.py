@@ -99,8 +99,9 @@ class OmniProcessor:
         for turn in turns:
             found = self._control.search(turn.content) if self.control_tokens == "reject" else None
             if found:
-                raise SampleError(f"{sample.source} (sample {sample.id!r}): {turn.role} text contains the control token "
-                                  f"{found.group()} (reserved for the template; control_tokens: escape reads it as text)")
+                raise SampleError(f"{sample.source} (sample {sample.id!r}): {turn.role} text contains the control "
+                                  f"token {found.group()} (reserved for the template; control_tokens: escape reads it "
+                                  "as text)")
         media = {kind: iter(sample.media_of(kind)) for kind in MEDIA_KINDS}
         ids: list[int] = []
         labels: list[int] = []
@@ -196,6 +197,7 @@ class OmniProcessor:
 
 def control_pattern(tokenizer, tokens: SpecialTokens) -> re.Pattern:
     """A regex of every control token: the tokenizer's special tokens and the template's own, less `in_text()`."""
-    special = set(tokenizer.all_special_tokens) | {t.content for t in tokenizer.added_tokens_decoder.values() if t.special}
+    added = tokenizer.added_tokens_decoder.values()
+    special = set(tokenizer.all_special_tokens) | {t.content for t in added if t.special}
     control = (special | set(tokens.all())) - tokens.in_text()
     return re.compile("|".join(re.escape(t) for t in sorted(control, key=len, reverse=True)))
