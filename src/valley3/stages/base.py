@@ -9,7 +9,6 @@ from typing import Any
 
 import lightning as L
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
 from lightning.pytorch.utilities import rank_zero_info
@@ -21,7 +20,7 @@ from transformers import AutoTokenizer
 from valley3.data.processor import IGNORE_INDEX, AudioSpec, ImageSpec, OmniProcessor, VideoSpec
 from valley3.data.templates import ChatTemplate, SpecialTokens
 from valley3.models.omni import OmniModel
-from valley3.stages.sharding import FSDPConfig, global_token_mean, shard_model
+from valley3.stages.sharding import FSDPConfig, gather_records, global_token_mean, shard_model
 
 MODEL_INPUTS = (
     "input_ids", "attention_mask", "position_ids", "pixel_values", "image_owner",
@@ -61,15 +60,6 @@ def build_processor(
     processor = OmniProcessor(tokenizer, template, image=image, audio=audio, video=video)
     model.bind_tokenizer(processor.token_ids, len(tokenizer))
     return processor
-
-
-def gather_records(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Every rank's records, rank by rank (an object all-gather: strings; once per run, not per step)."""
-    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
-        return records
-    parts: list[Any] = [None] * dist.get_world_size()
-    dist.all_gather_object(parts, records)
-    return [r for part in parts for r in part]
 
 
 def masked_loss(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -256,7 +246,7 @@ class OmniStage(L.LightningModule):
         self._predictions = []
 
     def on_predict_epoch_end(self) -> None:
-        """Rank 0 prints every answer and writes `predictions.jsonl` (every rank's, in sample order) to the run."""
+        """Rank 0 prints every answer and writes `predictions.jsonl` (every rank's records, rank by rank) to the run."""
         records = gather_records(self._predictions)
         out_dir = Path(self.trainer.log_dir or self.trainer.default_root_dir)  # log_dir: a collective
         if not self.trainer.is_global_zero:

@@ -12,7 +12,8 @@ from valley3.eval.benchmarks import Benchmark
 from valley3.eval.datamodule import BenchmarkDataModule
 from valley3.eval.report import ResultRow, attach_counts, markdown, write_results
 from valley3.models.omni import OmniModel
-from valley3.stages.base import OmniStage, gather_records
+from valley3.stages.base import OmniStage
+from valley3.stages.sharding import gather_records
 
 
 class EvalStage(OmniStage):
