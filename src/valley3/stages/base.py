@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from torch.distributed.fsdp import FSDPModule
 from valley3.data.processor import IGNORE_INDEX, VideoSpec
 from valley3.models.omni import OmniModel
 from valley3.policy.prompts import build_processor
-from valley3.stages.sharding import FSDPConfig, global_token_mean, shard_model
+from valley3.stages.sharding import FSDPConfig, gather_records, global_token_mean, shard_model
 
 MODEL_INPUTS = (
     "input_ids", "attention_mask", "position_ids", "pixel_values", "image_owner",
@@ -101,6 +102,7 @@ class OmniStage(L.LightningModule):
             self.load_weights(init_from)
         self._tokens_seen = 0
         self._start_time: float | None = None
+        self._predictions: list[dict[str, str | None]] = []  # this rank's `predict_step` records
 
     # -- weights ---------------------------------------------------------------------------------
     def load_weights(self, path: str) -> None:
@@ -193,14 +195,35 @@ class OmniStage(L.LightningModule):
         return [self.processor.decode(row) for row in out]
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> list[dict[str, str | None]]:
-        """One record per sample: its id, the generated answer, and the held-out reference if any."""
+        """One record per sample: its id, its prompt (the last user turn), the generated answer (`output`) and the
+        held-out reference if any. `valley3 predict` prints them and writes them to `predictions.jsonl`."""
         if "input_ids" not in batch:
             return []
-        references = batch.get("references") or [None] * len(batch["sample_ids"])
-        return [
-            {"id": i, "prediction": p, "reference": r}
-            for i, p, r in zip(batch["sample_ids"], self.generate_text(batch), references)
+        n = len(batch["sample_ids"])
+        references, prompts = batch.get("references") or [None] * n, batch.get("prompts") or [None] * n
+        records = [
+            {"id": i, "prompt": q, "output": p, "reference": r}
+            for i, q, p, r in zip(batch["sample_ids"], prompts, self.generate_text(batch), references)
         ]
+        self._predictions += records
+        return records
+
+    def on_predict_epoch_start(self) -> None:
+        self._predictions = []
+
+    def on_predict_epoch_end(self) -> None:
+        """Rank 0 prints every answer and writes `predictions.jsonl` (every rank's records, rank by rank) to the run."""
+        records = gather_records(self._predictions)
+        out_dir = Path(self.trainer.log_dir or self.trainer.default_root_dir)  # log_dir: a collective
+        if not self.trainer.is_global_zero:
+            return
+        out_dir.mkdir(parents=True, exist_ok=True)
+        path = out_dir / "predictions.jsonl"
+        with open(path, "w", encoding="utf-8", newline="\n") as f:
+            f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+        for r in records:
+            print(f"[{r['id']}] {r['output']!r}", flush=True)
+        print(f"{len(records)} answers written to {path.resolve()}", flush=True)
 
     # -- scale -----------------------------------------------------------------------------------
     def configure_model(self) -> None:

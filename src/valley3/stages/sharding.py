@@ -1,9 +1,9 @@
-"""FSDP2 for OmniStage: `fully_shard` per block, activation checkpointing, a bf16 mixed-precision policy."""
+"""FSDP2 for OmniStage: `fully_shard` per block, activation checkpointing, bf16 policy; cross-rank helpers."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.distributed as dist
@@ -69,3 +69,12 @@ def global_token_mean(total: torch.Tensor, count: torch.Tensor, world_size: int)
     dist.all_reduce(sums)
     global_count = sums[1].clamp(min=1)
     return total * (world_size / global_count).to(total.dtype), (sums[0] / global_count).to(total.dtype)
+
+
+def gather_records(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every rank's records, rank by rank (an object all-gather: strings; once per run, not per step)."""
+    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+        return records
+    parts: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(parts, records)
+    return [r for part in parts for r in part]

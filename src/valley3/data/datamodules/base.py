@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import DataLoader, Dataset
 
 from valley3.data.collate import PadCollator
@@ -16,7 +17,7 @@ from valley3.data.datamodules.packed import OnlinePackDataset, PackingConfig, pa
 from valley3.data.formats import read_samples
 from valley3.data.media import MediaError
 from valley3.data.mixture import Mixture, MixtureSampler, Source
-from valley3.data.processor import Example, OmniProcessor, SampleError
+from valley3.data.processor import CONTROL_TOKENS, Example, OmniProcessor, SampleError
 from valley3.data.sampler import ResumableLoader
 from valley3.data.schema import Sample, SchemaError
 
@@ -73,6 +74,11 @@ class BaseDataModule(L.LightningDataModule):
             `[{path: a.jsonl, weight: 2}, {path: b.jsonl, strategy: "first:50%"}, {path: s1.jsonl, replay: 0.1}]`;
             `train` files, if also given, join as one more source named "train".
         mixture: `Mixture` settings for `sources`, e.g. `{by: samples, num_samples: 600, curriculum: quality}`.
+        control_tokens: a special token of the tokenizer (`<|im_end|>`, `<|endoftext|>`, ...) inside data text:
+            "reject" skips the sample with a warning naming it (counted), "escape" reads it as ordinary text.
+        on_bad_record: a record that fails schema validation (not JSON, a missing assistant turn, a tag/file
+            mismatch, a modality this DataModule takes no part in): "error" stops with its file:line, "skip" drops
+            it; skipped records are counted per file in `bad_records`, warned about and shown in the run summary.
 
     Training is always drawn by a rank-aware, resumable sampler (plain files: a one-source mixture, reshuffled
     each epoch); the position in the epoch is saved in checkpoints (`state_dict`), so a resumed run goes on
@@ -96,8 +102,17 @@ class BaseDataModule(L.LightningDataModule):
         packing: bool | dict[str, Any] | None = None,
         sources: list[dict[str, Any]] | None = None,
         mixture: dict[str, Any] | None = None,
+        control_tokens: str = "reject",
+        on_bad_record: str = "error",
     ):
         super().__init__()
+        if on_bad_record not in ("error", "skip"):
+            raise ValueError(f"on_bad_record must be 'error' or 'skip', got {on_bad_record!r}")
+        self.on_bad_record = on_bad_record
+        self.bad_records: dict[str, int] = {}  # file -> records skipped by on_bad_record: skip
+        if control_tokens not in CONTROL_TOKENS:
+            raise ValueError(f"control_tokens must be one of {CONTROL_TOKENS}, got {control_tokens!r}")
+        self.control_tokens = control_tokens
         self.files = {split: _as_list(f) for split, f in [("train", train), ("val", val), ("test", test), ("predict", predict)]}
         self.batch_size = batch_size
         self.num_workers = num_workers
@@ -118,6 +133,7 @@ class BaseDataModule(L.LightningDataModule):
         """Late binding: the processor (tokenizer, media specs) depends on the model being trained."""
         if max_len is not None:
             processor.max_len = max_len
+        processor.control_tokens = self.control_tokens
         self.processor = processor
 
     def read(self, split: str) -> list[Sample]:
@@ -126,12 +142,23 @@ class BaseDataModule(L.LightningDataModule):
         return self.samples[split]
 
     def _read_file(self, path: str, format: str) -> list[Sample]:
-        samples = read_samples(path, format, self.media_root)
+        errors = [] if self.on_bad_record == "skip" else None
+        samples, kept = read_samples(path, format, self.media_root, errors), []
         for s in samples:
             extra = s.modalities - self.modalities
-            if extra:
-                raise SchemaError(f"{s.source} (sample {s.id!r}): {type(self).__name__} takes no {sorted(extra)}")
-        return samples
+            if not extra:
+                kept.append(s)
+                continue
+            error = f"{s.source} (sample {s.id!r}): {type(self).__name__} takes no {sorted(extra)}"
+            if errors is None:
+                raise SchemaError(error)
+            errors.append(error)
+        if errors:
+            self.bad_records[str(path)] = len(errors)
+            shown = "\n  ".join(errors[:3]) + ("\n  ..." if len(errors) > 3 else "")
+            rank_zero_warn(f"{path}: skipped {len(errors)} bad record(s) of {len(errors) + len(kept)} "
+                           f"(on_bad_record: skip):\n  {shown}")
+        return kept
 
     def train_mixture(self) -> Mixture:
         """The training split as a `Mixture`: the configured sources, or the `train` files as one source."""

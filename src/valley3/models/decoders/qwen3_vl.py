@@ -250,8 +250,11 @@ def _videos(pixels: Pictures | None, frames: torch.Tensor | None) -> list[torch.
         return []
     if frames is None:
         raise ValueError("video_pixels need video_frames (frames per video)")
-    stacked = pixels if isinstance(pixels, torch.Tensor) else torch.stack(list(pixels))
-    return list(stacked.split(frames.tolist()))
+    if isinstance(pixels, torch.Tensor):
+        return list(pixels.split(frames.tolist()))
+    # A list of frames: videos of different sizes in one batch; a video's own frames all share its size.
+    ends = torch.cumsum(frames, 0).tolist()
+    return [torch.stack(list(pixels[end - n : end])) for end, n in zip(ends, frames.tolist())]
 
 
 def _widen(values: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
