@@ -21,7 +21,7 @@ from valley3.policy.prompts import Prompt, build_processor, prompt_example, with
 from valley3.policy.text import GrowingText
 
 # Batch keys that are not model inputs.
-_NOT_INPUTS = ("labels", "skipped", "references")
+_NOT_INPUTS = ("labels", "skipped", "references", "prompts")
 
 
 @dataclass
