@@ -12,6 +12,7 @@ from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import sdpa_mask
 
 from valley3._optional import is_available
+from valley3.compat import attn_implementation
 
 # valley3's own backend: one causal SDPA call per group of equal-length samples, no T x T mask.
 SDPA_VARLEN = "sdpa_varlen"
@@ -64,7 +65,7 @@ def block_causal_mask(
 
 def packed_inputs(config: Any, cu_seqlens: torch.Tensor, inputs_embeds: torch.Tensor) -> dict[str, Any]:
     """The keyword arguments a transformers causal LM (of `config`) needs to keep the packed samples apart."""
-    backend = config._attn_implementation
+    backend = attn_implementation(config)
     shape = tuple(inputs_embeds.shape[:2])
     if backend in MASK_BACKENDS:
         cu = cu_seqlens.to(inputs_embeds.device)

@@ -8,11 +8,9 @@ import torch
 from torch import nn
 from transformers import AutoConfig
 from transformers.models.qwen3_omni_moe.configuration_qwen3_omni_moe import Qwen3OmniMoeAudioEncoderConfig
-from transformers.models.qwen3_omni_moe.modeling_qwen3_omni_moe import (
-    Qwen3OmniMoeAudioEncoder,
-    _get_feat_extract_output_lengths,
-)
+from transformers.models.qwen3_omni_moe.modeling_qwen3_omni_moe import Qwen3OmniMoeAudioEncoder
 
+from valley3.compat import aut_output_lengths
 from valley3.models.audio.base import AudioEncoder
 from valley3.models.presets import AUDIO, resolve
 from valley3.models.weights import tower_state
@@ -49,7 +47,7 @@ class AuTEncoder(AudioEncoder):
         self.n_mels = cfg.num_mel_bins
         self.chunk = 2 * cfg.n_window  # mel frames per conv chunk
         self.chunk_tokens = self._conv_tokens(self.chunk)
-        expected = int(_get_feat_extract_output_lengths(self.chunk, cfg.n_window))
+        expected = int(aut_output_lengths(self.chunk, cfg.n_window))
         if self.chunk_tokens != expected:
             raise ValueError(
                 f"n_window={cfg.n_window}: the convs give {self.chunk_tokens} tokens per chunk but transformers' "

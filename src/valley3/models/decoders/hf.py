@@ -9,6 +9,7 @@ from torch import nn
 from transformers import AutoConfig, AutoModelForCausalLM, DynamicCache
 
 from valley3.assets import tiny_tokenizer_dir
+from valley3.compat import no_split_modules
 from valley3.models.attention import packed_inputs, resolve_backend
 from valley3.models.decoding import DecodeState
 from valley3.models.init_args import RecordsInitArgs
@@ -106,5 +107,5 @@ class HFDecoder(nn.Module, RecordsInitArgs):
 
     @property
     def block_classes(self) -> set[type[nn.Module]]:
-        names = set(getattr(self.model, "_no_split_modules", None) or [])
+        names = no_split_modules(self.model)
         return {type(m) for m in self.model.modules() if type(m).__name__ in names}

@@ -11,6 +11,7 @@ from transformers import DynamicCache, Qwen3VLConfig, Qwen3VLForConditionalGener
 from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
 
 from valley3.assets import tiny_tokenizer_dir
+from valley3.compat import build_from_config
 from valley3.models.attention import SDPA_VARLEN, packed_inputs, resolve_backend
 from valley3.models.decoders.hf import HFDecoder
 from valley3.models.decoding import DecodeState
@@ -64,8 +65,9 @@ class Qwen3VLDecoder(HFDecoder):
             kwargs = resolve(DECODERS, preset, config)
             if kwargs.pop("model_type", "qwen3_vl") != "qwen3_vl":
                 raise ValueError(f"Qwen3VLDecoder needs a qwen3_vl preset, got {preset!r}")
-            self.model = Qwen3VLForConditionalGeneration._from_config(
-                Qwen3VLConfig(**kwargs), attn_implementation=attn, dtype=getattr(torch, dtype)
+            self.model = build_from_config(
+                Qwen3VLForConditionalGeneration, Qwen3VLConfig(**kwargs), attn_implementation=attn,
+                dtype=getattr(torch, dtype),
             )
         self.tokenizer_path = tokenizer or path or tiny_tokenizer_dir()
         self.min_pixels, self.max_pixels = min_pixels, max_pixels
