@@ -38,6 +38,11 @@ def masked_loss(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tenso
     return total, (targets != IGNORE_INDEX).sum()
 
 
+def present(model: OmniModel, **lrs: float) -> dict[str, float]:
+    """The learning rates of `lrs` for the components `model` has (a stage's default table, on any model)."""
+    return {name: lr for name, lr in lrs.items() if name in model.components()}
+
+
 class OmniStage(L.LightningModule):
     """Trains an OmniModel on next-token loss over assistant tokens.
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from valley3.data.media.image import tile_grid
-from valley3.inspect import load, main, param_table, token_rows
+from valley3.inspection import load, main, param_table, token_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "configs" / "model"
