@@ -137,6 +137,9 @@ def sdpa_varlen_attention(
     return out.permute(1, 2, 0, 3), None  # transformers expects [B, T, H, D]
 
 
-AttentionInterface.register(SDPA_VARLEN, sdpa_varlen_attention)
-# Unpacked batches (validation, generation) get exactly the mask SDPA gets.
-AttentionMaskInterface.register(SDPA_VARLEN, sdpa_mask)
+def register_backends() -> None:
+    """Make `sdpa_varlen` a transformers attention backend. Idempotent (a registration maps the name to the same
+    function again); the decoders call it before building a model, so importing this module changes nothing."""
+    AttentionInterface.register(SDPA_VARLEN, sdpa_varlen_attention)
+    # Unpacked batches (validation, generation) get exactly the mask SDPA gets.
+    AttentionMaskInterface.register(SDPA_VARLEN, sdpa_mask)

@@ -15,8 +15,8 @@ from valley3.models.connectors.audio_mlp import AudioMLPConnector
 from valley3.models.connectors.mlp import MLPConnector
 from valley3.models.decoders.hf import HFDecoder
 from valley3.models.decoding import DecodeState, generate_ids
-from valley3.models.init_args import RecordsInitArgs
 from valley3.models.vision.base import VisionEncoder
+from valley3.models.init_args import records_init_args
 
 # A connector is given as a class (or partial) that OmniModel calls with (encoder width, decoder width),
 # so a YAML never repeats the widths of the components it connects.
@@ -32,7 +32,8 @@ class PlaceholderMismatch(ValueError):
     """The placeholder tokens of a sample and the features its media produced differ in number."""
 
 
-class OmniModel(nn.Module, RecordsInitArgs):
+@records_init_args
+class OmniModel(nn.Module):
     """A decoder LM with optional vision and audio towers whose features replace placeholder tokens.
 
     Args:
@@ -42,6 +43,10 @@ class OmniModel(nn.Module, RecordsInitArgs):
         audio: an audio encoder, or None for a model without audio.
         audio_connector: builds the audio projector from (audio width, decoder width); Valley3's by default.
         media_tokens: the placeholder token string per modality (must exist in the tokenizer).
+        dummy_inputs: in training (with gradients on), run a trainable tower whose media a batch lacks on a tiny
+            zero input and add 0 x its output, so ranks with different modality mixes call the same modules (FSDP's
+            all-gathers stay in step) and every parameter gets a gradient (DDP needs no `find_unused_parameters`).
+            The loss is unchanged bit for bit; the tower's gradient is exactly zero.
     """
 
     def __init__(
@@ -52,6 +57,7 @@ class OmniModel(nn.Module, RecordsInitArgs):
         audio: AudioEncoder | None = None,
         audio_connector: ConnectorFactory | None = None,
         media_tokens: dict[str, str] | None = None,
+        dummy_inputs: bool = True,
     ):
         super().__init__()
         if vision is not None and hasattr(decoder, "add_vision"):
@@ -66,6 +72,7 @@ class OmniModel(nn.Module, RecordsInitArgs):
         self.audio_connector = (audio_connector or AudioMLPConnector)(audio.embed_dim, width) if audio else None
         self.media_tokens = {**MEDIA_TOKENS, **(media_tokens or {})}
         self.token_ids: dict[str, int] = {}
+        self.dummy_inputs = dummy_inputs
 
     # -- what the processor reads: the same functions the features come from ----------------------
     def image_num_tokens(self, height: int, width: int) -> int:
@@ -131,12 +138,12 @@ class OmniModel(nn.Module, RecordsInitArgs):
             features, per_frame = self._encode_pictures(video_pixels)
             per_video = [sum(n) for n in _split(per_frame, video_frames.tolist())]
             embeds = self._scatter(embeds, input_ids, "video", features, per_video, video_owner, *where)
-        embeds = self._keep_in_graph(embeds, "vision", pixel_values, video_pixels)
+        embeds = self._with_dummy_inputs(embeds, "vision", pixel_values, video_pixels)
         if audio_features is not None and len(audio_features):
             features = self.audio_connector(self.audio(audio_features, audio_lengths))
             per_item = [self.audio_num_tokens(n) for n in audio_lengths.tolist()]
             embeds = self._scatter(embeds, input_ids, "audio", features, per_item, audio_owner, *where)
-        embeds = self._keep_in_graph(embeds, "audio", audio_features)
+        embeds = self._with_dummy_inputs(embeds, "audio", audio_features)
         given = {"image": pixel_values, "audio": audio_features, "video": video_pixels}
         if self._vision_in_decoder():  # the decoder scatters and checks its own pictures
             given = {"audio": audio_features}
@@ -145,17 +152,15 @@ class OmniModel(nn.Module, RecordsInitArgs):
                 raise PlaceholderMismatch(f"the batch has {kind} placeholder tokens but no {kind} inputs")
         return embeds
 
-    # Training only: a tower whose media the batch lacks still runs, on a tiny zero input, so every rank calls
-    # the same modules in the same order (FSDP all-gathers) and gives every parameter a gradient (DDP with
-    # find_unused_parameters=False). OmniStage(dummy_inputs=False) turns it off.
-    dummy_inputs: bool = True
+    def _runs_dummy_inputs(self) -> bool:
+        return self.dummy_inputs and self.training and torch.is_grad_enabled()
 
-    def _keep_in_graph(self, embeds: torch.Tensor, kind: str, *inputs: Any) -> torch.Tensor:
+    def _with_dummy_inputs(self, embeds: torch.Tensor, kind: str, *inputs: Any) -> torch.Tensor:
         """`embeds` + 0 x the features of a zero input through `kind`'s tower (vision or audio) when the batch has
-        no input for it: the same values bit for bit, and an exactly-zero gradient for the tower."""
+        no input for it (see `dummy_inputs`): the same values bit for bit, an exactly-zero gradient for the tower."""
         vision = kind == "vision"
         encoder, connector = (self.vision, self.vision_connector) if vision else (self.audio, self.audio_connector)
-        if encoder is None or not (self.dummy_inputs and self.training and torch.is_grad_enabled()):
+        if encoder is None or not self._runs_dummy_inputs():
             return embeds
         if any(x is not None and len(x) for x in inputs):
             return embeds
@@ -239,8 +244,8 @@ class OmniModel(nn.Module, RecordsInitArgs):
         packed batch (sample boundaries over the flattened rows), whose samples never attend to each other."""
         embeds, extra = self._decoder_inputs(input_ids, cu_seqlens, media)
         if extra:
-            keep = self.dummy_inputs and self.training and torch.is_grad_enabled()
-            return self.decoder(embeds, attention_mask, position_ids, cu_seqlens, keep_in_graph=keep, **extra)
+            return self.decoder(embeds, attention_mask, position_ids, cu_seqlens,
+                                dummy_inputs=self._runs_dummy_inputs(), **extra)
         return self.decoder(embeds, attention_mask=attention_mask, position_ids=position_ids, cu_seqlens=cu_seqlens)
 
     # -- cached decoding: the loop is `models.decoding.decode` ------------------------------------

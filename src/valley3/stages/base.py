@@ -63,9 +63,6 @@ class OmniStage(L.LightningModule):
         video: video frame sampling and audio-in-video, as `VideoSpec` keywords, e.g. `{fps: 2, max_frames: 32}`
             or `{num_frames: 8, audio: false}`. Default: 16 uniform frames, the audio track added when the model
             has an audio encoder. (A dict, not a VideoSpec, so checkpoints keep plain hyperparameters.)
-        dummy_inputs: in training, run a trainable tower whose media a batch lacks on a tiny zero input with a zero
-            weight in the loss, so ranks with different modality mixes call the same modules (DDP needs no
-            `find_unused_parameters`, FSDP's all-gathers stay in step). The loss is unchanged bit for bit.
         fsdp: how `configure_model` shards under `ModelParallelStrategy` (FSDP2), as `FSDPConfig` keywords, e.g.
             `{activation_checkpointing: true, mixed_precision: bf16}`; ignored by other strategies.
     """
@@ -83,7 +80,6 @@ class OmniStage(L.LightningModule):
         max_new_tokens: int = 64,
         max_tiles: int = 1,
         video: dict[str, Any] | None = None,
-        dummy_inputs: bool = True,
         fsdp: dict[str, Any] | None = None,
     ):
         super().__init__()
@@ -91,7 +87,6 @@ class OmniStage(L.LightningModule):
         # given as a module (a notebook), it is left out: its weights are in the state dict anyway.
         self.save_hyperparameters(ignore=[] if given_hyperparameters() else ["model"])
         self.model = model
-        model.dummy_inputs = dummy_inputs
         self.fsdp = FSDPConfig(**(fsdp or {}))
         unknown = set(lr or {}) - set(model.components())
         if unknown:

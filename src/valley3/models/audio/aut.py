@@ -14,10 +14,12 @@ from valley3.compat import aut_output_lengths
 from valley3.models.audio.base import AudioEncoder
 from valley3.models.presets import AUDIO, resolve
 from valley3.models.weights import tower_state
+from valley3.models.init_args import records_init_args
 
 _TOWER_PREFIX = "thinker.audio_tower."  # where a full Qwen3-Omni checkpoint keeps the encoder
 
 
+@records_init_args
 class AuTEncoder(AudioEncoder):
     """AuT: log-mel clips cut into chunks of `2 * n_window` frames (1 s), each downsampled 8x by three
     stride-2 convs (100 frames -> 13 tokens), then attention within windows of `n_window_infer` frames.

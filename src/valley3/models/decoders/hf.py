@@ -10,13 +10,14 @@ from transformers import AutoConfig, AutoModelForCausalLM, DynamicCache
 
 from valley3.assets import tiny_tokenizer_dir
 from valley3.compat import no_split_modules
-from valley3.models.attention import packed_inputs, resolve_backend
+from valley3.models.attention import packed_inputs, register_backends, resolve_backend
 from valley3.models.decoding import DecodeState
-from valley3.models.init_args import RecordsInitArgs
 from valley3.models.presets import DECODERS, resolve
+from valley3.models.init_args import records_init_args
 
 
-class HFDecoder(nn.Module, RecordsInitArgs):
+@records_init_args
+class HFDecoder(nn.Module):
     """A causal LM that OmniModel feeds with input embeddings.
 
     Args:
@@ -41,6 +42,7 @@ class HFDecoder(nn.Module, RecordsInitArgs):
     ):
         super().__init__()
         torch_dtype = getattr(torch, dtype)
+        register_backends()
         attn_implementation = resolve_backend(attn_implementation)
         if path is not None:
             self.model = AutoModelForCausalLM.from_pretrained(

@@ -12,15 +12,17 @@ from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
 
 from valley3.assets import tiny_tokenizer_dir
 from valley3.compat import build_from_config
-from valley3.models.attention import SDPA_VARLEN, packed_inputs, resolve_backend
+from valley3.models.attention import SDPA_VARLEN, packed_inputs, register_backends, resolve_backend
 from valley3.models.decoders.hf import HFDecoder
 from valley3.models.decoding import DecodeState
 from valley3.models.positions import Audio, Image, Text, Video, placeholder_runs, tm_rope_ids
 from valley3.models.presets import DECODERS, resolve
+from valley3.models.init_args import records_init_args
 
 Pictures = torch.Tensor | Sequence[torch.Tensor]
 
 
+@records_init_args
 class Qwen3VLDecoder(HFDecoder):
     """The whole Qwen3-VL model (vision tower + merger + DeepStack + decoder) that OmniModel feeds with embeddings.
 
@@ -54,6 +56,7 @@ class Qwen3VLDecoder(HFDecoder):
     ):
         # Not HFDecoder.__init__: that builds a text-only AutoModelForCausalLM; this builds the whole Qwen3-VL.
         nn.Module.__init__(self)
+        register_backends()
         backend = resolve_backend(attn_implementation)
         # The ViT runs its own per-image varlen attention; valley3's packed-LM backend is for the text model only.
         attn = {"text_config": backend, "vision_config": "sdpa" if backend == SDPA_VARLEN else backend, "": backend}
@@ -138,11 +141,12 @@ class Qwen3VLDecoder(HFDecoder):
             yield "video", (features[split:], [level[split:] for level in levels], grid[len(images) :])
 
     def add_vision(self, embeds, input_ids, token_ids, pixel_values=None, video_pixels=None, video_frames=None,
-                   keep_in_graph=False):
+                   dummy_inputs=False):
         """Scatter image and video features into `embeds`; returns (embeds, visual mask, DeepStack list, grids).
 
-        `keep_in_graph`: when the batch has no picture, run a trainable ViT on one zero picture and add 0 x its
-        output, so every rank runs the same modules and every parameter gets a (zero) gradient (DDP, FSDP)."""
+        `dummy_inputs` (OmniModel's, in training): when the batch has no picture, run a trainable ViT on one zero
+        picture and add 0 x its output, so every rank runs the same modules and every parameter gets a (zero)
+        gradient (DDP, FSDP)."""
         visual_mask = torch.zeros_like(input_ids, dtype=torch.bool)
         deepstack: list[torch.Tensor] | None = None
         grids: dict[str, torch.Tensor] = {}
@@ -162,7 +166,7 @@ class Qwen3VLDecoder(HFDecoder):
                 d[joint] = level.to(d.dtype)
             visual_mask |= mask
         visual = self.model.model.visual
-        if keep_in_graph and not grids and any(p.requires_grad for p in visual.parameters()):
+        if dummy_inputs and not grids and any(p.requires_grad for p in visual.parameters()):
             side = self.patch_size * self.merge
             features, levels, _ = self.encode_pictures([embeds.new_zeros(1, 3, side, side)])
             embeds = embeds + 0 * (features.sum() + sum(level.sum() for level in levels)).to(embeds.dtype)
@@ -199,13 +203,13 @@ class Qwen3VLDecoder(HFDecoder):
         video_pixels: Pictures | None = None,
         video_frames: torch.Tensor | None = None,
         video_timestamps: torch.Tensor | None = None,
-        keep_in_graph: bool = False,
+        dummy_inputs: bool = False,
         **_: Any,
     ) -> torch.Tensor:
         """Logits. `position_ids` of shape [3, B, L] are used as given; otherwise (1-D ids from a collator) the
         TM-RoPE ids are computed from the tokens, per sample (per `cu_seqlens` piece of a packed row)."""
         embeds, visual_mask, deepstack, grids = self.add_vision(
-            inputs_embeds, input_ids, token_ids, pixel_values, video_pixels, video_frames, keep_in_graph
+            inputs_embeds, input_ids, token_ids, pixel_values, video_pixels, video_frames, dummy_inputs
         )
         if position_ids is None or position_ids.ndim != 3:
             position_ids, _ = self.rope_ids(input_ids, token_ids, grids, video_timestamps, video_frames,
