@@ -13,7 +13,7 @@ from torch.distributed.fsdp import FSDPModule
 from valley3.models.audio.base import AudioEncoder
 from valley3.models.connectors.audio_mlp import AudioMLPConnector
 from valley3.models.connectors.mlp import MLPConnector
-from valley3.models.decoders.hf import HFDecoder
+from valley3.models.decoders.base import Decoder
 from valley3.models.decoding import DecodeState, generate_ids
 from valley3.models.vision.base import VisionEncoder
 from valley3.models.init_args import records_init_args
@@ -37,7 +37,7 @@ class OmniModel(nn.Module):
     """A decoder LM with optional vision and audio towers whose features replace placeholder tokens.
 
     Args:
-        decoder: the language model.
+        decoder: the language model; its `owns_vision` picks the architecture (see `models.decoders.base.Decoder`).
         vision: an image encoder, or None for a model without vision.
         vision_connector: builds the vision projector from (vision width, decoder width); MLP by default.
         audio: an audio encoder, or None for a model without audio.
@@ -51,7 +51,7 @@ class OmniModel(nn.Module):
 
     def __init__(
         self,
-        decoder: HFDecoder,
+        decoder: Decoder,
         vision: VisionEncoder | None = None,
         vision_connector: ConnectorFactory | None = None,
         audio: AudioEncoder | None = None,
@@ -60,7 +60,7 @@ class OmniModel(nn.Module):
         dummy_inputs: bool = True,
     ):
         super().__init__()
-        if vision is not None and hasattr(decoder, "add_vision"):
+        if vision is not None and decoder.owns_vision:
             raise ValueError(
                 f"{type(decoder).__name__} carries its own vision tower; give no `vision` (and no vision_connector)"
             )
@@ -76,7 +76,7 @@ class OmniModel(nn.Module):
 
     # -- what the processor reads: the same functions the features come from ----------------------
     def image_num_tokens(self, height: int, width: int) -> int:
-        if self._vision_in_decoder():
+        if self.decoder.owns_vision:
             return self.decoder.image_num_tokens(height, width)
         return self.vision_connector.num_tokens(self.vision.grid(height, width))
 
@@ -92,7 +92,7 @@ class OmniModel(nn.Module):
             "audio_connector": self.audio_connector,
             "decoder": self.decoder,
         }
-        if self._vision_in_decoder():  # Qwen3-VL: "vision" is its ViT, "decoder" its language model and head
+        if self.decoder.owns_vision:  # Qwen3-VL: "vision" is its ViT, "decoder" its language model and head
             parts.update(self.decoder.components())
         return {name: module for name, module in parts.items() if module is not None}
 
@@ -145,7 +145,7 @@ class OmniModel(nn.Module):
             embeds = self._scatter(embeds, input_ids, "audio", features, per_item, audio_owner, *where)
         embeds = self._with_dummy_inputs(embeds, "audio", audio_features)
         given = {"image": pixel_values, "audio": audio_features, "video": video_pixels}
-        if self._vision_in_decoder():  # the decoder scatters and checks its own pictures
+        if self.decoder.owns_vision:  # the decoder scatters and checks its own pictures
             given = {"audio": audio_features}
         for kind, inputs in given.items():
             if (inputs is None or not len(inputs)) and (input_ids == self.token_ids[kind]).any():
@@ -197,14 +197,21 @@ class OmniModel(nn.Module):
         return torch.cat(out), [feature.shape[0] for feature in out]
 
     def _scatter(self, embeds, input_ids, kind, features, per_item, owner, sample_ids, cu_seqlens) -> torch.Tensor:
+        mask = self._check_placeholders(input_ids, kind, per_item, owner, sample_ids, cu_seqlens)
+        if int(mask.sum()) != features.shape[0]:  # the encoder made other counts than `per_item` says
+            raise PlaceholderMismatch(f"{int(mask.sum())} {kind} placeholders for {features.shape[0]} {kind} features")
+        return embeds.masked_scatter(mask.unsqueeze(-1), features.to(embeds.dtype))
+
+    def _check_placeholders(self, input_ids, kind, per_item, owner, sample_ids, cu_seqlens) -> torch.Tensor:
+        """The placeholder mask of `kind`, after checking each sample has as many placeholders as its items make
+        features (`per_item`). Per sample, not only in total: equal totals can still hide one sample's features
+        shifted into another's placeholders."""
         mask = input_ids == self.token_ids[kind]
         placeholders, produced = self._counts(mask, per_item, owner, cu_seqlens)
-        # Compared per sample, not only in total: equal totals can still hide one sample's features
-        # shifted into another's placeholders.
-        if placeholders != produced or int(mask.sum()) != features.shape[0]:
+        if placeholders != produced:
             names = list(sample_ids) if sample_ids is not None and owner is not None else None
             raise PlaceholderMismatch(self._mismatch_message(kind, placeholders, produced, names))
-        return embeds.masked_scatter(mask.unsqueeze(-1), features.to(embeds.dtype))
+        return mask
 
     @staticmethod
     def _counts(mask, per_item, owner, cu_seqlens) -> tuple[list[int], list[int]]:
@@ -230,7 +237,7 @@ class OmniModel(nn.Module):
     def _decoder_inputs(self, input_ids, cu_seqlens, media) -> tuple[torch.Tensor, dict[str, Any]]:
         """Token embeddings with OmniModel's media scattered in, and what the decoder takes besides: nothing for
         composed encoders; the tokens and the pictures for a decoder that carries its own vision (Qwen3-VL)."""
-        if not self._vision_in_decoder():
+        if not self.decoder.owns_vision:
             return self.embed(input_ids, cu_seqlens=cu_seqlens, **media), {}
         pictures = {k: media.pop(k) for k in _DECODER_VISION_KEYS if k in media}
         self._check_native_pictures(input_ids, pictures, media, cu_seqlens)
@@ -276,16 +283,8 @@ class OmniModel(nn.Module):
             per_kind["video"] = [-(-n // tp) * self.image_num_tokens(*sizes[start])
                                  for start, n in zip(starts, pictures["video_frames"].tolist())]
         for kind, per_item in per_kind.items():
-            mask = input_ids == self.token_ids[kind]
-            owner, names = media.get(f"{kind}_owner"), media.get("sample_ids")
-            placeholders, produced = self._counts(mask, per_item, owner, cu_seqlens)
-            if placeholders != produced:
-                names = list(names) if names is not None and owner is not None else None
-                raise PlaceholderMismatch(self._mismatch_message(kind, placeholders, produced, names))
-
-    def _vision_in_decoder(self) -> bool:
-        """True for a decoder that carries its own vision tower (Qwen3-VL: ViT, DeepStack, TM-RoPE inside)."""
-        return self.vision is None and hasattr(self.decoder, "add_vision")
+            self._check_placeholders(input_ids, kind, per_item, media.get(f"{kind}_owner"), media.get("sample_ids"),
+                                     cu_seqlens)
 
     @property
     def block_classes(self) -> set[type[nn.Module]]:

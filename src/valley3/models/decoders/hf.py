@@ -5,20 +5,19 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch import nn
 from transformers import AutoConfig, AutoModelForCausalLM, DynamicCache
 
 from valley3.assets import tiny_tokenizer_dir
-from valley3.compat import no_split_modules
 from valley3.models.attention import packed_inputs, register_backends, resolve_backend
+from valley3.models.decoders.base import Decoder
 from valley3.models.decoding import DecodeState
-from valley3.models.presets import DECODERS, resolve
 from valley3.models.init_args import records_init_args
+from valley3.models.presets import DECODERS, resolve
 
 
 @records_init_args
-class HFDecoder(nn.Module):
-    """A causal LM that OmniModel feeds with input embeddings.
+class HFDecoder(Decoder):
+    """Any transformers causal LM, for the composed-encoders architecture (see `Decoder`): it sees embeddings only.
 
     Args:
         preset: a named shape from `valley3.models.presets.DECODERS` (e.g. "tiny-qwen3").
@@ -58,18 +57,6 @@ class HFDecoder(nn.Module):
     def hidden_size(self) -> int:
         return self.model.config.hidden_size
 
-    @property
-    def vocab_size(self) -> int:
-        return self.model.get_input_embeddings().num_embeddings
-
-    def resize_vocab(self, size: int) -> None:
-        """Grow the embeddings when the tokenizer gained tokens (template or media specials)."""
-        if size > self.vocab_size:
-            self.model.resize_token_embeddings(size, mean_resizing=False)
-
-    def embed_tokens(self, input_ids: torch.Tensor) -> torch.Tensor:
-        return self.model.get_input_embeddings()(input_ids)
-
     def forward(
         self,
         inputs_embeds: torch.Tensor,
@@ -106,8 +93,3 @@ class HFDecoder(nn.Module):
     def generate(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor, **kwargs: Any) -> torch.Tensor:
         """New token ids only (transformers returns just the continuation when given embeddings)."""
         return self.model.generate(inputs_embeds=inputs_embeds, attention_mask=attention_mask, **kwargs)
-
-    @property
-    def block_classes(self) -> set[type[nn.Module]]:
-        names = no_split_modules(self.model)
-        return {type(m) for m in self.model.modules() if type(m).__name__ in names}

@@ -13,7 +13,7 @@ from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
 from valley3.assets import tiny_tokenizer_dir
 from valley3.compat import build_from_config
 from valley3.models.attention import SDPA_VARLEN, packed_inputs, register_backends, resolve_backend
-from valley3.models.decoders.hf import HFDecoder
+from valley3.models.decoders.base import Decoder
 from valley3.models.decoding import DecodeState
 from valley3.models.positions import Audio, Image, Text, Video, placeholder_runs, tm_rope_ids
 from valley3.models.presets import DECODERS, resolve
@@ -23,8 +23,10 @@ Pictures = torch.Tensor | Sequence[torch.Tensor]
 
 
 @records_init_args
-class Qwen3VLDecoder(HFDecoder):
-    """The whole Qwen3-VL model (vision tower + merger + DeepStack + decoder) that OmniModel feeds with embeddings.
+class Qwen3VLDecoder(Decoder):
+
+    """The whole Qwen3-VL model (vision tower + merger + DeepStack + decoder): the decoder-owns-vision architecture
+    (see `Decoder`), fed by OmniModel with embeddings (audio scattered in), the tokens and the pictures.
 
     Pictures arrive as [3, H, W] tensors already resized by `input_size` (smart resize to multiples of
     patch x merge) and normalised with mean = std = 0.5; the decoder cuts them into Qwen's patch rows itself.
@@ -42,6 +44,8 @@ class Qwen3VLDecoder(HFDecoder):
         position_id_per_seconds: TM-RoPE temporal ids per second of video (the release's 25).
     """
 
+    owns_vision = True
+
     def __init__(
         self,
         preset: str | None = None,
@@ -54,8 +58,7 @@ class Qwen3VLDecoder(HFDecoder):
         max_pixels: int = 16777216,
         position_id_per_seconds: float = 25,
     ):
-        # Not HFDecoder.__init__: that builds a text-only AutoModelForCausalLM; this builds the whole Qwen3-VL.
-        nn.Module.__init__(self)
+        super().__init__()
         register_backends()
         backend = resolve_backend(attn_implementation)
         # The ViT runs its own per-image varlen attention; valley3's packed-LM backend is for the text model only.
@@ -79,8 +82,7 @@ class Qwen3VLDecoder(HFDecoder):
         self.patch_size, self.merge, self.temporal_patch_size = (
             vision.patch_size, vision.spatial_merge_size, vision.temporal_patch_size
         )
-        # What the processor reads (ImageSpec): square side for tiling (unused: native resolution), mean, std.
-        self.image_size = self.patch_size * self.merge * 16
+        # What the processor reads (ImageSpec) besides `input_size` and `image_num_tokens`.
         self.image_mean = self.image_std = (0.5, 0.5, 0.5)
 
     # -- sizes ----------------------------------------------------------------------------------
