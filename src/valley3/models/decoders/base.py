@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -10,7 +11,7 @@ from torch import nn
 from valley3.compat import no_split_modules
 
 
-class Decoder(nn.Module):
+class Decoder(nn.Module, ABC):
     """A transformers model (`self.model`) that OmniModel feeds with token embeddings.
 
     Two architectures, declared by `owns_vision`:
@@ -30,6 +31,17 @@ class Decoder(nn.Module):
     owns_vision: ClassVar[bool] = False
     model: nn.Module
     tokenizer_path: str
+
+    @property
+    @abstractmethod
+    def hidden_size(self) -> int:
+        """The width of the embeddings the decoder takes."""
+
+    @abstractmethod
+    def forward(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                position_ids: torch.Tensor | None = None, cu_seqlens: torch.Tensor | None = None,
+                **vision: Any) -> torch.Tensor:
+        """Logits [B, L, vocab]; `vision` only for a decoder that owns vision."""
 
     @property
     def vocab_size(self) -> int:

@@ -17,7 +17,7 @@ from valley3.models.presets import DECODERS, resolve
 
 @records_init_args
 class HFDecoder(Decoder):
-    """Any transformers causal LM, for the composed-encoders architecture (see `Decoder`): it sees embeddings only.
+    """A causal LM that OmniModel feeds with input embeddings (any transformers one; composed encoders, see `Decoder`).
 
     Args:
         preset: a named shape from `valley3.models.presets.DECODERS` (e.g. "tiny-qwen3").
