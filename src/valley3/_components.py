@@ -17,7 +17,7 @@ FAMILIES = {
     "vision encoders (--model.model.vision)": ("valley3.models.vision", "VisionEncoder"),
     "audio encoders (--model.model.audio)": ("valley3.models.audio", "AudioEncoder"),
     "connectors (--model.model.vision_connector / audio_connector)": ("valley3.models.connectors", "Connector"),
-    "decoders (--model.model.decoder)": ("valley3.models.decoders", "HFDecoder"),
+    "decoders (--model.model.decoder)": ("valley3.models.decoders", "Decoder"),
 }
 
 

@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None):
         _pipeline_main(args[1:])
         return None
     if args[0] == "inspect":
-        from valley3.inspect import main as inspect_main
+        from valley3.inspection import main as inspect_main
 
         inspect_main(args[1:])
         return None

@@ -8,9 +8,10 @@ from typing import Any, Literal
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.distributed._composable import checkpoint
 from torch.distributed.device_mesh import DeviceMesh
 from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+from valley3.compat import checkpoint_activations
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,7 @@ def shard_model(model: nn.Module, block_classes: set[type[nn.Module]], mesh: Dev
     blocks = [m for m in reversed(list(model.modules())) if isinstance(m, classes)]
     for block in blocks:
         if config.activation_checkpointing:
-            checkpoint(block)  # composable: the module keeps its type and its state-dict keys
+            checkpoint_activations(block)  # composable: the module keeps its type and its state-dict keys
         fully_shard(block, mesh=mesh, mp_policy=policy, reshard_after_forward=config.reshard_after_forward)
     fully_shard(model, mesh=mesh, mp_policy=policy)
     return len(blocks)

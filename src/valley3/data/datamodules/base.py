@@ -12,6 +12,7 @@ import lightning as L
 from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import DataLoader, Dataset
 
+from valley3.compat import loop_position
 from valley3.data.collate import PadCollator
 from valley3.data.datamodules.packed import OnlinePackDataset, PackingConfig, packed_loader
 from valley3.data.formats import read_samples
@@ -263,11 +264,10 @@ def train_position(trainer) -> tuple[int, int]:
 
     A finished epoch reads as the next one's start, so a checkpoint taken at an epoch's end resumes at a fresh epoch.
     """
-    epochs = trainer.fit_loop.epoch_progress.current
-    epoch = epochs.ready - 1
-    if epochs.started < epochs.ready:  # inside on_train_epoch_start: the batch counters still hold the last epoch
+    ready, started, batches = loop_position(trainer)
+    epoch = ready - 1
+    if started < ready:  # inside on_train_epoch_start: the batch counters still hold the last epoch
         return max(epoch, 0), 0
-    batches = trainer.fit_loop.epoch_loop.batch_progress.current.processed
     if batches >= trainer.num_training_batches:
         return epoch + 1, 0
     return max(epoch, 0), batches

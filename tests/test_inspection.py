@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from valley3.data.media.image import tile_grid
-from valley3.inspect import load, main, param_table, token_rows
+from valley3.inspection import load, main, param_table, token_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "configs" / "model"
@@ -133,7 +133,7 @@ def test_an_experiment_prices_images_with_its_own_max_tiles(tmp_path, capsys):
 
 
 def test_qwen3_vl_video_costs_half_a_frame_pair_per_frame_and_follow_the_experiments_sampling(tmp_path):
-    from valley3.inspect import stage_settings
+    from valley3.inspection import stage_settings
 
     config = _experiment(tmp_path, MODEL / "valley3_8b.yaml", video={"num_frames": 6})
     module, _, _ = load(config)

@@ -21,12 +21,11 @@ from valley3.data.media.video import sample_indices
 from valley3.data.media_runs import VideoSpec
 from valley3.models import OmniModel
 from valley3.models.audio import AudioEncoder
-from valley3.models.decoders import HFDecoder, Qwen3VLDecoder
+from valley3.models.decoders import Decoder
 from valley3.models.vision import VisionEncoder
 
 IMAGE_SIZES = ((384, 384), (768, 1152), (1536, 1536), (384, 3072))  # (width, height) in pixels
-FAMILIES = {OmniModel: None, VisionEncoder: "vision", AudioEncoder: "audio", HFDecoder: "decoder",
-            Qwen3VLDecoder: "decoder"}
+FAMILIES = {OmniModel: None, VisionEncoder: "vision", AudioEncoder: "audio", Decoder: "decoder"}
 DEFAULT_LR = 1e-4  # OmniStage's default_lr
 MODEL_MAX_TILES = 9  # a bare model config has no stage: show Valley2's tiling (an experiment shows its own)
 VIDEO = (60.0, 30.0)  # the clip a video row prices: seconds, frames per second
@@ -105,7 +104,7 @@ def components(module: nn.Module) -> dict[str, nn.Module]:
         parts = {next(name for base, name in FAMILIES.items() if isinstance(module, base)): module}
     out: dict[str, nn.Module] = {}
     for name, part in parts.items():
-        inner = part.components() if isinstance(part, Qwen3VLDecoder) else {name: part}
+        inner = part.components() if isinstance(part, Decoder) and part.owns_vision else {name: part}
         out.update(inner)
     return out
 
@@ -142,16 +141,17 @@ def token_rows(module: nn.Module, max_tiles: int = MODEL_MAX_TILES, frame: tuple
         vision = module.decoder if isinstance(module, OmniModel) else module
     if vision is not None:
         omni = isinstance(module, OmniModel)
+        square = isinstance(vision, VisionEncoder)  # a decoder that owns vision has no square size: never tiled
         count: Callable[[int, int], int] = (
-            vision.image_num_tokens if isinstance(vision, Qwen3VLDecoder)
-            else module.image_num_tokens if omni else vision.num_tokens
+            vision.image_num_tokens if not square else module.image_num_tokens if omni else vision.num_tokens
         )
-        side = vision.image_size
-        per_tile = count(side, side)
-        rows.append(TokenRow(f"tile {side}x{side}", 1, per_tile))
+        side = vision.image_size if square else 0
+        if square:
+            per_tile = count(side, side)
+            rows.append(TokenRow(f"tile {side}x{side}", 1, per_tile))
         for width, height in IMAGE_SIZES:
             size = vision.input_size(height, width)
-            if size == (side, side):  # a fixed-size encoder: dynamic tiling plus a thumbnail
+            if square and size == (side, side):  # a fixed-size encoder: dynamic tiling plus a thumbnail
                 grid = tile_grid(width, height, side, max_tiles)
                 n = grid.rows * grid.cols
                 tiles = n + (1 if n > 1 else 0)  # InternVL adds the thumbnail only to a cut image
