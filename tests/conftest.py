@@ -28,14 +28,15 @@ def media(tmp_path_factory) -> dict[str, str]:
     return {p.stem: str(p) for p in root.iterdir()}
 
 
-def tiny_omni(decoder: str = "tiny-qwen3", seed: int = 0):
+def tiny_omni(decoder: str = "tiny-qwen3", seed: int = 0, **kwargs):
     from valley3.models import OmniModel
     from valley3.models.audio import WhisperEncoder
     from valley3.models.decoders import HFDecoder
     from valley3.models.vision import SigLIPEncoder
 
     torch.manual_seed(seed)
-    return OmniModel(HFDecoder(decoder), vision=SigLIPEncoder("tiny-siglip"), audio=WhisperEncoder("tiny-whisper"))
+    return OmniModel(HFDecoder(decoder), vision=SigLIPEncoder("tiny-siglip"), audio=WhisperEncoder("tiny-whisper"),
+                     **kwargs)
 
 
 @pytest.fixture

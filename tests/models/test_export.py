@@ -116,7 +116,7 @@ def test_plain_export_round_trips_bit_exact_across_shards(exported):
 
 
 def test_description_is_the_yaml_model_with_connector_widths_left_to_omni_model():
-    from valley3.inspect import load as load_yaml
+    from valley3.inspection import load as load_yaml
     from valley3.models.export import _build
     from valley3.models.init_args import describe
 
@@ -198,7 +198,7 @@ def test_valley_omni_export_loads_into_transformers_qwen3_vl_with_equal_logits(e
 
 def test_valley3_8b_config_has_the_release_defaults():
     """On the meta device: the real shapes give the release's own defaults (ValleyOmniConfig's signature)."""
-    from valley3.inspect import load as load_yaml
+    from valley3.inspection import load as load_yaml
     from valley3.models import valley_omni
 
     model, _, _ = load_yaml(ROOT / "configs" / "model" / "valley3_8b.yaml")

@@ -31,7 +31,8 @@ def test_from_checkpoint_rebuilds_model_and_processor(tmp_path, media):
     source = tiny_omni(seed=3).eval()
     processor = build_processor(source, system_prompt="Be brief.")
     hparams = {"_class_path": "valley3.stages.OmniStage", "model": _model_config(), "system_prompt": "Be brief.",
-               "max_len": 256, "max_tiles": 1, "video": None, "_instantiator": "lightning.pytorch.cli.instantiate_module"}
+               "max_len": 256, "max_tiles": 1, "video": None,
+               "_instantiator": "lightning.pytorch.cli.instantiate_module"}
     state = {f"model.{k}": v for k, v in source.state_dict().items()}
     torch.save({"hyper_parameters": hparams, "state_dict": state}, tmp_path / "last.ckpt")
     policy = Policy.from_checkpoint(tmp_path / "last.ckpt")

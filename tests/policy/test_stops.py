@@ -67,6 +67,10 @@ def test_streamed_deltas_add_up_to_each_text(omni_policy, media):
     flat = [c for per in out for c in per]
     assert {row: c.text for row, c in enumerate(flat) if c.text} == streamed
     assert any(c.finish_reason == "stop" for c in flat)  # a stopped row's deltas end with its stop string
+    plain = omni_policy.generate(prompts(media)[:2], n=2, max_new_tokens=10, seed=5)  # decoded once at the end
+    for c, p in zip(flat, [c for per in plain for c in per]):
+        assert p.text == omni_policy.processor.tokenizer.decode(p.token_ids)
+        assert p.text.startswith(c.text) and (c.finish_reason == "stop" or p.text == c.text)
 
 
 def test_greedy_is_temperature_zero(omni_policy, media):

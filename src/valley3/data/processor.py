@@ -16,6 +16,7 @@ from valley3.data.schema import MEDIA_KINDS, Sample
 from valley3.data.templates import ChatTemplate, SpecialTokens
 
 IGNORE_INDEX = -100
+CONTROL_TOKENS = ("reject", "escape")  # what happens to a tokenizer's special tokens found in data text
 _TAG = re.compile("|".join(f"(<{kind}>)" for kind in MEDIA_KINDS))
 
 
@@ -34,6 +35,7 @@ class Example:
     video_pixels: list[torch.Tensor] = field(default_factory=list)  # each [T, 3, H, W]
     video_timestamps: list[torch.Tensor] = field(default_factory=list)  # each [T] seconds, kept for TM-RoPE
     reference: str | None = None  # the held-out answer when built for generation
+    prompt: str | None = None  # the last user turn's text when built for generation (media tags kept)
 
     def __len__(self) -> int:
         return self.input_ids.numel()
@@ -56,6 +58,9 @@ class OmniProcessor:
         audio: audio settings of the model, or None if it has no audio.
         max_len: examples longer than this are truncated (when no media is cut) or rejected.
         video: how videos are sampled (default `VideoSpec()`); their frames use `image`'s settings.
+        control_tokens: data text holding a special token of the tokenizer (`<|im_end|>`, `<|endoftext|>`, a media
+            placeholder, ...; not the `<thinking>`/`<tool_call>` markup data carries): "reject" the sample (a
+            counted skip in training) or "escape" it, i.e. tokenize the string as ordinary text, never the special id.
     """
 
     def __init__(
@@ -66,6 +71,7 @@ class OmniProcessor:
         audio: AudioSpec | None = None,
         max_len: int | None = None,
         video: VideoSpec | None = None,
+        control_tokens: str = "reject",
     ):
         self.tokenizer = tokenizer
         self.template = template or ChatTemplate()
@@ -81,20 +87,27 @@ class OmniProcessor:
         self.token_ids = {kind: tokenizer.convert_tokens_to_ids(tokens.placeholder(kind)) for kind in MEDIA_KINDS}
         self.pad_id = tokenizer.convert_tokens_to_ids(tokens.pad)
         self.eos_id = tokenizer.convert_tokens_to_ids(tokens.im_end)
-        self._reserved = [tokens.placeholder(k) for k in MEDIA_KINDS]
+        self.control_tokens = control_tokens
+        self._control = control_pattern(tokenizer, tokens)
 
     def __call__(self, sample: Sample, generation: bool = False) -> Example:
         turns, reference = sample.turns, None
         if generation and turns[-1].role == "assistant":
             turns, reference = turns[:-1], turns[-1].content
+        if self.control_tokens not in CONTROL_TOKENS:
+            raise ValueError(f"control_tokens must be one of {CONTROL_TOKENS}, got {self.control_tokens!r}")
         for turn in turns:
-            for token in self._reserved:
-                if token in turn.content:
-                    raise SampleError(f"{sample.source} (sample {sample.id!r}): text contains reserved token {token}")
+            found = self._control.search(turn.content) if self.control_tokens == "reject" else None
+            if found:
+                raise SampleError(f"{sample.source} (sample {sample.id!r}): {turn.role} text contains the control "
+                                  f"token {found.group()} (reserved for the template; control_tokens: escape reads it "
+                                  "as text)")
         media = {kind: iter(sample.media_of(kind)) for kind in MEDIA_KINDS}
         ids: list[int] = []
         labels: list[int] = []
         example = Example(torch.empty(0), torch.empty(0), sample.id, sample.source, reference=reference)
+        if generation:
+            example.prompt = next((t.content for t in reversed(turns) if t.role == "user"), None)
         for segment in self.template.segments(turns, add_generation_prompt=generation):
             for piece in _TAG.split(segment.text):
                 if not piece:
@@ -104,13 +117,26 @@ class OmniProcessor:
                     ids += run
                     labels += [IGNORE_INDEX] * len(run)
                 else:
-                    piece_ids = self.tokenizer(piece, add_special_tokens=False)["input_ids"]
+                    piece_ids = self._encode(piece, escape=segment.data and self.control_tokens == "escape")
                     ids += piece_ids
                     labels += piece_ids if segment.trained else [IGNORE_INDEX] * len(piece_ids)
         ids, labels = self._fit(ids, labels, sample, generation)
         example.input_ids = torch.tensor(ids, dtype=torch.long)
         example.labels = torch.tensor(labels, dtype=torch.long)
         return example
+
+    def _encode(self, text: str, escape: bool) -> list[int]:
+        """Token ids of `text`; with `escape`, each control token in it is tokenized as plain text."""
+        if not escape:
+            return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        ids, start = [], 0
+        for match in [*self._control.finditer(text), None]:
+            end = match.start() if match else len(text)
+            ids += self.tokenizer(text[start:end], add_special_tokens=False)["input_ids"] if end > start else []
+            if match:
+                ids += self.tokenizer(match.group(), add_special_tokens=False, split_special_tokens=True)["input_ids"]
+                start = match.end()
+        return ids
 
     def _media_run(self, kind: str, path: str, example: Example, sample: Sample) -> list[int]:
         """Load one media item onto `example` and return its bracketed placeholder ids."""
@@ -167,3 +193,11 @@ class OmniProcessor:
         if self.eos_id in ids:
             ids = ids[: ids.index(self.eos_id)]
         return self.tokenizer.decode([i for i in ids if i != self.pad_id], skip_special_tokens=False)
+
+
+def control_pattern(tokenizer, tokens: SpecialTokens) -> re.Pattern:
+    """A regex of every control token: the tokenizer's special tokens and the template's own, less `in_text()`."""
+    added = tokenizer.added_tokens_decoder.values()
+    special = set(tokenizer.all_special_tokens) | {t.content for t in added if t.special}
+    control = (special | set(tokens.all())) - tokens.in_text()
+    return re.compile("|".join(re.escape(t) for t in sorted(control, key=len, reverse=True)))

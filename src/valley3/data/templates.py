@@ -29,6 +29,10 @@ class SpecialTokens:
     def all(self) -> list[str]:
         return list(astuple(self))
 
+    def in_text(self) -> set[str]:
+        """Markup that data text itself carries (reasoning and tool-call spans): never a control token to escape."""
+        return {self.think_start, self.think_end, self.tool_call_start, self.tool_call_end}
+
     def placeholder(self, kind: str) -> str:
         """The token repeated once per feature of a media item of `kind`."""
         return {"image": self.image, "video": self.video, "audio": self.audio}[kind]
@@ -44,6 +48,7 @@ class SpecialTokens:
 class Segment:
     text: str
     trained: bool  # True where the tokens carry labels (assistant replies)
+    data: bool = False  # a turn's own text, not template markup: control tokens in it are rejected or escaped
 
 
 class ChatTemplate:
@@ -65,11 +70,12 @@ class ChatTemplate:
         out: list[Segment] = []
         for turn in turns:
             out.append(Segment(f"{t.im_start}{turn.role}\n", False))
-            if turn.role == "assistant":
-                out.append(Segment(f"{turn.content}{t.im_end}", True))
-                out.append(Segment("\n", False))
-            else:
-                out.append(Segment(f"{turn.content}{t.im_end}\n", False))
+            # The content is a segment of its own; tokenizers never merge across a special token, so the ids equal
+            # those of content and end token rendered together.
+            trained = turn.role == "assistant"
+            out.append(Segment(turn.content, trained, data=True))
+            out.append(Segment(t.im_end, trained))
+            out.append(Segment("\n", False))
         if add_generation_prompt:
             out.append(Segment(f"{t.im_start}assistant\n", False))
         return out

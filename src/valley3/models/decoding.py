@@ -67,8 +67,14 @@ class Sampling:
         if self.temperature < 0 or not 0 < self.top_p <= 1 or self.top_k < 0 or self.max_new_tokens < 0:
             raise ValueError(f"invalid sampling settings: {self}")
 
-    def pick(self, logits: torch.Tensor, step: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Tokens [R] and their log-probs [R] under softmax(logits / temperature), before top-k/top-p (fp32)."""
+    def pick(self, logits: torch.Tensor, step: int, rows: torch.Tensor, total: int,
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Tokens [R] and their log-probs [R] under softmax(logits / temperature), before top-k/top-p (fp32).
+
+        `rows` are the result rows (of `total`) that `logits` belong to. Each step draws one uniform number per
+        result row, live or ended, and samples by inverse CDF: a row's draws depend only on the random stream and
+        its row index, never on which other rows have ended.
+        """
         logits = logits.float()
         if step < self.min_new_tokens and self.eos_ids:
             logits[:, list(self.eos_ids)] = float("-inf")
@@ -81,7 +87,10 @@ class Sampling:
             filtered = TopKLogitsWarper(self.top_k)(None, filtered)
         if self.top_p < 1:
             filtered = TopPLogitsWarper(self.top_p)(None, filtered)
-        tokens = torch.multinomial(filtered.softmax(-1), 1, generator=self.generator).squeeze(-1)
+        cdf = filtered.softmax(-1).cumsum(-1)
+        uniform = torch.rand(total, generator=self.generator, device=logits.device)[rows]
+        # 1 - u lies in (0, 1]: the first token whose cumulative mass reaches it has a non-zero probability.
+        tokens = torch.searchsorted(cdf, (1 - uniform[:, None]) * cdf[:, -1:]).squeeze(-1).clamp(max=cdf.shape[-1] - 1)
         return tokens, scaled.log_softmax(-1).gather(-1, tokens[:, None]).squeeze(-1)
 
 
@@ -111,9 +120,10 @@ def decode(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, me
         state.repeat(n)
         logits = logits.repeat_interleave(n, dim=0)
     rows = list(range(len(out)))  # the result row of each batch row still decoding
+    index = torch.arange(len(out), device=logits.device)
     eos = set(sampling.eos_ids)
     for step in range(sampling.max_new_tokens):
-        tokens, logprobs = sampling.pick(logits, step)
+        tokens, logprobs = sampling.pick(logits, step, index, len(out))
         kept_rows, kept_tokens, live = [], [], []
         for i, (row, token, logprob) in enumerate(zip(rows, tokens.tolist(), logprobs.tolist())):
             if token in eos:
@@ -132,9 +142,9 @@ def decode(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, me
         if not live or step + 1 == sampling.max_new_tokens:
             break
         if len(live) < len(rows):
-            index = torch.tensor(live, device=tokens.device)
-            state.select(index)
-            tokens, rows = tokens[index], [rows[i] for i in live]
+            keep = torch.tensor(live, device=tokens.device)
+            state.select(keep)
+            tokens, rows, index = tokens[keep], [rows[i] for i in live], index[keep]
         logits = model.decode_step(tokens, state)
     return out
 

@@ -8,19 +8,20 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from jsonargparse import ArgumentParser
 from lightning.fabric.utilities.apply_func import move_data_to_device
 
 from valley3.data.collate import PadCollator
 from valley3.data.packing import PackingCollator
-from valley3.data.processor import OmniProcessor
+from valley3.data.processor import OmniProcessor, VideoSpec
 from valley3.models.decoding import Sampling, decode
 from valley3.models.omni import OmniModel
 from valley3.policy.logprobs import TokenLogProbs, token_logprobs
-from valley3.policy.prompts import Prompt, prompt_example, with_completion
+from valley3.policy.prompts import Prompt, build_processor, prompt_example, with_completion
 from valley3.policy.text import GrowingText
 
 # Batch keys that are not model inputs.
-_NOT_INPUTS = ("labels", "skipped", "references")
+_NOT_INPUTS = ("labels", "skipped", "references", "prompts")
 
 
 @dataclass
@@ -51,8 +52,6 @@ class Policy:
     @classmethod
     def from_checkpoint(cls, ckpt_path: str | Path, device: str | torch.device = "cpu") -> Policy:
         """The model and processor of a Lightning checkpoint of any stage trained by `valley3 fit`, in eval mode."""
-        from valley3.policy.checkpoint import load_model_and_processor
-
         model, processor = load_model_and_processor(ckpt_path)
         return cls(model.to(device).eval(), processor)
 
@@ -77,7 +76,7 @@ class Policy:
         text already written for prompt i: generation continues it, and it is not part of the Completion's text.
         The prompts run once, left-padded (positions from the mask, so batching leaves each prompt's result as it is
         alone); with n > 1 a prompt's media are encoded once and its cache rows shared by its n samples. `seed` fixes
-        the draws (the same seed and batch give the same samples); None draws the seed from torch's global stream.
+        the draws: a row's samples depend on (seed, row) only; None draws the seed from torch's global stream.
         `streamer(row, delta)` gets each row's new text as it comes (row = prompt * n + sample); its deltas add up
         to the Completion's text.
         """
@@ -94,6 +93,7 @@ class Policy:
         generator = torch.Generator(self.device).manual_seed(seed)
         sampling = Sampling(max_new_tokens, temperature, top_k, top_p, self.eos_ids, generator=generator)
         texts = [GrowingText(self._decode_text, stop) for _ in range(len(prompts) * n)]
+        track = bool(stop) or streamer is not None  # else the text is decoded once at the end
 
         def on_tokens(rows: list[int], tokens: list[int]) -> list[bool]:
             for row, token in zip(rows, tokens):
@@ -105,11 +105,14 @@ class Policy:
         training = self.model.training
         self.model.eval()  # no dropout while sampling
         try:
-            rows = decode(self.model, batch["input_ids"], batch["attention_mask"], media, sampling, n, on_tokens)
+            rows = decode(self.model, batch["input_ids"], batch["attention_mask"], media, sampling, n,
+                          on_tokens if track else None)
         finally:
             self.model.train(training)
         out = []
         for row, (decoded, text) in enumerate(zip(rows, texts)):
+            if not track:
+                text.ids = list(decoded.token_ids)
             self._emit(streamer, row, text.finish())
             reason = "stop" if text.stop is not None else decoded.finish_reason
             out.append(Completion(decoded.token_ids, text.text, decoded.logprobs, reason, text.stop))
@@ -169,3 +172,29 @@ def _rows_in_order(examples: list, pack_tokens: int | None) -> list[list]:
         rows[-1].append(ex)
         used += len(ex)
     return rows
+
+
+def load_model_and_processor(ckpt_path: str | Path) -> tuple[OmniModel, OmniProcessor]:
+    """Rebuild the model from the checkpoint's `model` hyperparameter (the class_path/init_args config LightningCLI
+    saves), build its processor from the stage's `system_prompt`, `max_tiles`, `video` and `max_len`, and load the
+    weights (`weights_only=True`, every tensor must match).
+
+    Reading the config instead of importing the stage class keeps policy/ below stages/; any stage's checkpoint loads.
+    """
+    checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    hparams: dict[str, Any] = checkpoint.get("hyper_parameters") or {}
+    config = hparams.get("model")
+    if not isinstance(config, dict) or "class_path" not in config:
+        raise ValueError(
+            f"{ckpt_path}: the checkpoint's hyperparameters hold no model config (its stage was built in Python "
+            "around a model object); train through `valley3 fit` so the checkpoint can rebuild its model"
+        )
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_argument("--model", type=OmniModel)
+    model = parser.instantiate_classes(parser.parse_object({"model": config})).model
+    processor = build_processor(model, hparams.get("system_prompt", "You are a helpful assistant."),
+                                hparams.get("max_tiles", 1), VideoSpec(**(hparams.get("video") or {})))
+    processor.max_len = hparams.get("max_len")  # a longer prompt is refused, never truncated
+    state = {k.removeprefix("model."): v for k, v in checkpoint["state_dict"].items() if k.startswith("model.")}
+    model.load_state_dict(state)
+    return model, processor

@@ -38,9 +38,9 @@ def build_processor(
     if model.vision is not None:
         v = model.vision
         image = ImageSpec(v.image_size, v.image_mean, v.image_std, model.image_num_tokens, max_tiles, v.input_size)
-    elif hasattr(model.decoder, "add_vision"):  # Qwen3-VL: native resolution, frames in temporal pairs, no tiles
+    elif model.decoder.owns_vision:  # Qwen3-VL: native resolution (no square size), frames in temporal pairs, no tiles
         d = model.decoder
-        image = ImageSpec(d.image_size, d.image_mean, d.image_std, model.image_num_tokens, 1, d.input_size,
+        image = ImageSpec(0, d.image_mean, d.image_std, model.image_num_tokens, 1, d.input_size,
                           d.temporal_patch_size)
     if model.audio is not None:
         a = model.audio

@@ -6,7 +6,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import torch.distributed as dist
 from torch import nn
 
 from valley3.eval.benchmarks import Benchmark
@@ -14,15 +13,7 @@ from valley3.eval.datamodule import BenchmarkDataModule
 from valley3.eval.report import ResultRow, attach_counts, markdown, write_results
 from valley3.models.omni import OmniModel
 from valley3.stages.base import OmniStage
-
-
-def _gather(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Every rank's records (strings, so object all-gather; once per run, not per step)."""
-    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
-        return records
-    parts: list[Any] = [None] * dist.get_world_size()
-    dist.all_gather_object(parts, records)
-    return [r for part in parts for r in part]
+from valley3.stages.sharding import gather_records
 
 
 class EvalStage(OmniStage):
@@ -108,7 +99,7 @@ class EvalStage(OmniStage):
         for benchmark in self.benchmarks:  # compute() syncs each metric's states over ranks
             results = {key: metric.compute() for key, metric in self.benchmark_metrics[benchmark.name].items()}
             rows += benchmark.rows(results)
-        records = [r for _, _, r in sorted(_gather(self._records), key=lambda t: (t[0], t[1]))]
+        records = [r for _, _, r in sorted(gather_records(self._records), key=lambda t: (t[0], t[1]))]
         attach_counts(rows, records)
         self.results = rows
         out_dir = self.out_dir or self.trainer.log_dir or self.trainer.default_root_dir  # log_dir: a collective

@@ -9,14 +9,16 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import DataLoader, Dataset
 
+from valley3.compat import loop_position
 from valley3.data.collate import PadCollator
 from valley3.data.datamodules.packed import OnlinePackDataset, PackingConfig, packed_loader
 from valley3.data.formats import read_samples
 from valley3.data.media import MediaError
 from valley3.data.mixture import Mixture, MixtureSampler, Source
-from valley3.data.processor import Example, OmniProcessor, SampleError
+from valley3.data.processor import CONTROL_TOKENS, Example, OmniProcessor, SampleError
 from valley3.data.sampler import ResumableLoader
 from valley3.data.schema import Sample, SchemaError
 
@@ -35,7 +37,9 @@ class SampleDataset(Dataset):
         return len(self.samples)
 
     def __getitem__(self, index: int) -> Example | None:
-        sample = self.samples[index]
+        return self.process(self.samples[index])
+
+    def process(self, sample: Sample) -> Example | None:
         try:
             return self.processor(sample, generation=self.generation)
         except (MediaError, SampleError) as err:
@@ -71,6 +75,11 @@ class BaseDataModule(L.LightningDataModule):
             `[{path: a.jsonl, weight: 2}, {path: b.jsonl, strategy: "first:50%"}, {path: s1.jsonl, replay: 0.1}]`;
             `train` files, if also given, join as one more source named "train".
         mixture: `Mixture` settings for `sources`, e.g. `{by: samples, num_samples: 600, curriculum: quality}`.
+        control_tokens: a special token of the tokenizer (`<|im_end|>`, `<|endoftext|>`, ...) inside data text:
+            "reject" skips the sample with a warning naming it (counted), "escape" reads it as ordinary text.
+        on_bad_record: a record that fails schema validation (not JSON, a missing assistant turn, a tag/file
+            mismatch, a modality this DataModule takes no part in): "error" stops with its file:line, "skip" drops
+            it; skipped records are counted per file in `bad_records`, warned about and shown in the run summary.
 
     Training is always drawn by a rank-aware, resumable sampler (plain files: a one-source mixture, reshuffled
     each epoch); the position in the epoch is saved in checkpoints (`state_dict`), so a resumed run goes on
@@ -94,8 +103,17 @@ class BaseDataModule(L.LightningDataModule):
         packing: bool | dict[str, Any] | None = None,
         sources: list[dict[str, Any]] | None = None,
         mixture: dict[str, Any] | None = None,
+        control_tokens: str = "reject",
+        on_bad_record: str = "error",
     ):
         super().__init__()
+        if on_bad_record not in ("error", "skip"):
+            raise ValueError(f"on_bad_record must be 'error' or 'skip', got {on_bad_record!r}")
+        self.on_bad_record = on_bad_record
+        self.bad_records: dict[str, int] = {}  # file -> records skipped by on_bad_record: skip
+        if control_tokens not in CONTROL_TOKENS:
+            raise ValueError(f"control_tokens must be one of {CONTROL_TOKENS}, got {control_tokens!r}")
+        self.control_tokens = control_tokens
         self.files = {split: _as_list(f) for split, f in [("train", train), ("val", val), ("test", test), ("predict", predict)]}
         self.batch_size = batch_size
         self.num_workers = num_workers
@@ -116,6 +134,7 @@ class BaseDataModule(L.LightningDataModule):
         """Late binding: the processor (tokenizer, media specs) depends on the model being trained."""
         if max_len is not None:
             processor.max_len = max_len
+        processor.control_tokens = self.control_tokens
         self.processor = processor
 
     def read(self, split: str) -> list[Sample]:
@@ -124,12 +143,23 @@ class BaseDataModule(L.LightningDataModule):
         return self.samples[split]
 
     def _read_file(self, path: str, format: str) -> list[Sample]:
-        samples = read_samples(path, format, self.media_root)
+        errors = [] if self.on_bad_record == "skip" else None
+        samples, kept = read_samples(path, format, self.media_root, errors), []
         for s in samples:
             extra = s.modalities - self.modalities
-            if extra:
-                raise SchemaError(f"{s.source} (sample {s.id!r}): {type(self).__name__} takes no {sorted(extra)}")
-        return samples
+            if not extra:
+                kept.append(s)
+                continue
+            error = f"{s.source} (sample {s.id!r}): {type(self).__name__} takes no {sorted(extra)}"
+            if errors is None:
+                raise SchemaError(error)
+            errors.append(error)
+        if errors:
+            self.bad_records[str(path)] = len(errors)
+            shown = "\n  ".join(errors[:3]) + ("\n  ..." if len(errors) > 3 else "")
+            rank_zero_warn(f"{path}: skipped {len(errors)} bad record(s) of {len(errors) + len(kept)} "
+                           f"(on_bad_record: skip):\n  {shown}")
+        return kept
 
     def train_mixture(self) -> Mixture:
         """The training split as a `Mixture`: the configured sources, or the `train` files as one source."""
@@ -167,7 +197,7 @@ class BaseDataModule(L.LightningDataModule):
         if self.processor is None:
             raise RuntimeError(f"{type(self).__name__}.connect(processor, max_len) must be called before loading")
         generation = split == "predict"
-        dataset = SampleDataset(self.read(split), self.processor, self.strict, generation=generation)
+        dataset = self.dataset(self.read(split), generation=generation)
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
@@ -176,13 +206,17 @@ class BaseDataModule(L.LightningDataModule):
             persistent_workers=self.num_workers > 0,
         )
 
+    def dataset(self, samples: list[Sample], generation: bool = False) -> Dataset:
+        """The map-style dataset that processes `samples` (StreamingDataModule fetches media from shards)."""
+        return SampleDataset(samples, self.processor, self.strict, generation=generation)
+
     def train_dataloader(self) -> DataLoader | list:
         if not self.files["train"] and not self.sources:
             return []
         if self.processor is None:
             raise RuntimeError(f"{type(self).__name__}.connect(processor, max_len) must be called before loading")
         mixture = self.train_mixture()
-        dataset = SampleDataset(mixture.samples, self.processor, self.strict)
+        dataset = self.dataset(mixture.samples)
         trainer = self._trainer_or_none()
         rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
         if self.packing is not None:
@@ -230,11 +264,10 @@ def train_position(trainer) -> tuple[int, int]:
 
     A finished epoch reads as the next one's start, so a checkpoint taken at an epoch's end resumes at a fresh epoch.
     """
-    epochs = trainer.fit_loop.epoch_progress.current
-    epoch = epochs.ready - 1
-    if epochs.started < epochs.ready:  # inside on_train_epoch_start: the batch counters still hold the last epoch
+    ready, started, batches = loop_position(trainer)
+    epoch = ready - 1
+    if started < ready:  # inside on_train_epoch_start: the batch counters still hold the last epoch
         return max(epoch, 0), 0
-    batches = trainer.fit_loop.epoch_loop.batch_progress.current.processed
     if batches >= trainer.num_training_batches:
         return epoch + 1, 0
     return max(epoch, 0), batches

@@ -11,17 +11,22 @@ from transformers import DynamicCache, Qwen3VLConfig, Qwen3VLForConditionalGener
 from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
 
 from valley3.assets import tiny_tokenizer_dir
-from valley3.models.attention import SDPA_VARLEN, packed_inputs, resolve_backend
-from valley3.models.decoders.hf import HFDecoder
+from valley3.compat import build_from_config
+from valley3.models.attention import SDPA_VARLEN, packed_inputs, register_backends, resolve_backend
+from valley3.models.decoders.base import Decoder
 from valley3.models.decoding import DecodeState
 from valley3.models.positions import Audio, Image, Text, Video, placeholder_runs, tm_rope_ids
 from valley3.models.presets import DECODERS, resolve
+from valley3.models.init_args import records_init_args
 
 Pictures = torch.Tensor | Sequence[torch.Tensor]
 
 
-class Qwen3VLDecoder(HFDecoder):
-    """The whole Qwen3-VL model (vision tower + merger + DeepStack + decoder) that OmniModel feeds with embeddings.
+@records_init_args
+class Qwen3VLDecoder(Decoder):
+
+    """The whole Qwen3-VL model (vision tower + merger + DeepStack + decoder): the decoder-owns-vision architecture
+    (see `Decoder`), fed by OmniModel with embeddings (audio scattered in), the tokens and the pictures.
 
     Pictures arrive as [3, H, W] tensors already resized by `input_size` (smart resize to multiples of
     patch x merge) and normalised with mean = std = 0.5; the decoder cuts them into Qwen's patch rows itself.
@@ -39,6 +44,8 @@ class Qwen3VLDecoder(HFDecoder):
         position_id_per_seconds: TM-RoPE temporal ids per second of video (the release's 25).
     """
 
+    owns_vision = True
+
     def __init__(
         self,
         preset: str | None = None,
@@ -51,8 +58,8 @@ class Qwen3VLDecoder(HFDecoder):
         max_pixels: int = 16777216,
         position_id_per_seconds: float = 25,
     ):
-        # Not HFDecoder.__init__: that builds a text-only AutoModelForCausalLM; this builds the whole Qwen3-VL.
-        nn.Module.__init__(self)
+        super().__init__()
+        register_backends()
         backend = resolve_backend(attn_implementation)
         # The ViT runs its own per-image varlen attention; valley3's packed-LM backend is for the text model only.
         attn = {"text_config": backend, "vision_config": "sdpa" if backend == SDPA_VARLEN else backend, "": backend}
@@ -64,8 +71,9 @@ class Qwen3VLDecoder(HFDecoder):
             kwargs = resolve(DECODERS, preset, config)
             if kwargs.pop("model_type", "qwen3_vl") != "qwen3_vl":
                 raise ValueError(f"Qwen3VLDecoder needs a qwen3_vl preset, got {preset!r}")
-            self.model = Qwen3VLForConditionalGeneration._from_config(
-                Qwen3VLConfig(**kwargs), attn_implementation=attn, dtype=getattr(torch, dtype)
+            self.model = build_from_config(
+                Qwen3VLForConditionalGeneration, Qwen3VLConfig(**kwargs), attn_implementation=attn,
+                dtype=getattr(torch, dtype),
             )
         self.tokenizer_path = tokenizer or path or tiny_tokenizer_dir()
         self.min_pixels, self.max_pixels = min_pixels, max_pixels
@@ -74,8 +82,7 @@ class Qwen3VLDecoder(HFDecoder):
         self.patch_size, self.merge, self.temporal_patch_size = (
             vision.patch_size, vision.spatial_merge_size, vision.temporal_patch_size
         )
-        # What the processor reads (ImageSpec): square side for tiling (unused: native resolution), mean, std.
-        self.image_size = self.patch_size * self.merge * 16
+        # What the processor reads (ImageSpec) besides `input_size` and `image_num_tokens`.
         self.image_mean = self.image_std = (0.5, 0.5, 0.5)
 
     # -- sizes ----------------------------------------------------------------------------------
@@ -136,11 +143,12 @@ class Qwen3VLDecoder(HFDecoder):
             yield "video", (features[split:], [level[split:] for level in levels], grid[len(images) :])
 
     def add_vision(self, embeds, input_ids, token_ids, pixel_values=None, video_pixels=None, video_frames=None,
-                   keep_in_graph=False):
+                   dummy_inputs=False):
         """Scatter image and video features into `embeds`; returns (embeds, visual mask, DeepStack list, grids).
 
-        `keep_in_graph`: when the batch has no picture, run a trainable ViT on one zero picture and add 0 x its
-        output, so every rank runs the same modules and every parameter gets a (zero) gradient (DDP, FSDP)."""
+        `dummy_inputs` (OmniModel's, in training): when the batch has no picture, run a trainable ViT on one zero
+        picture and add 0 x its output, so every rank runs the same modules and every parameter gets a (zero)
+        gradient (DDP, FSDP)."""
         visual_mask = torch.zeros_like(input_ids, dtype=torch.bool)
         deepstack: list[torch.Tensor] | None = None
         grids: dict[str, torch.Tensor] = {}
@@ -160,7 +168,7 @@ class Qwen3VLDecoder(HFDecoder):
                 d[joint] = level.to(d.dtype)
             visual_mask |= mask
         visual = self.model.model.visual
-        if keep_in_graph and not grids and any(p.requires_grad for p in visual.parameters()):
+        if dummy_inputs and not grids and any(p.requires_grad for p in visual.parameters()):
             side = self.patch_size * self.merge
             features, levels, _ = self.encode_pictures([embeds.new_zeros(1, 3, side, side)])
             embeds = embeds + 0 * (features.sum() + sum(level.sum() for level in levels)).to(embeds.dtype)
@@ -197,13 +205,13 @@ class Qwen3VLDecoder(HFDecoder):
         video_pixels: Pictures | None = None,
         video_frames: torch.Tensor | None = None,
         video_timestamps: torch.Tensor | None = None,
-        keep_in_graph: bool = False,
+        dummy_inputs: bool = False,
         **_: Any,
     ) -> torch.Tensor:
         """Logits. `position_ids` of shape [3, B, L] are used as given; otherwise (1-D ids from a collator) the
         TM-RoPE ids are computed from the tokens, per sample (per `cu_seqlens` piece of a packed row)."""
         embeds, visual_mask, deepstack, grids = self.add_vision(
-            inputs_embeds, input_ids, token_ids, pixel_values, video_pixels, video_frames, keep_in_graph
+            inputs_embeds, input_ids, token_ids, pixel_values, video_pixels, video_frames, dummy_inputs
         )
         if position_ids is None or position_ids.ndim != 3:
             position_ids, _ = self.rope_ids(input_ids, token_ids, grids, video_timestamps, video_frames,
@@ -250,8 +258,11 @@ def _videos(pixels: Pictures | None, frames: torch.Tensor | None) -> list[torch.
         return []
     if frames is None:
         raise ValueError("video_pixels need video_frames (frames per video)")
-    stacked = pixels if isinstance(pixels, torch.Tensor) else torch.stack(list(pixels))
-    return list(stacked.split(frames.tolist()))
+    if isinstance(pixels, torch.Tensor):
+        return list(pixels.split(frames.tolist()))
+    # A list of frames: videos of different sizes in one batch; a video's own frames all share its size.
+    ends = torch.cumsum(frames, 0).tolist()
+    return [torch.stack(list(pixels[end - n : end])) for end, n in zip(ends, frames.tolist())]
 
 
 def _widen(values: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
