@@ -18,6 +18,8 @@ from valley3.stages.grpo import GRPOStage
 from valley3.stages.grpo_rollout import Sampling, collect
 
 SAMPLING = {"group_size": 4, "max_new_tokens": 6}
+# Letters and digits: ~6% of a random model's tokens, so its groups' rewards spread and steps change the weights.
+LETTERS = " ".join("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
 
 
 def _prompts(n: int, prefix: str = "p") -> list[Sample]:
@@ -60,7 +62,7 @@ def test_a_step_logs_every_metric_to_tensorboard(tmp_path):
 
 
 def test_beta_builds_a_frozen_reference_and_kl_starts_at_exactly_zero(tmp_path):
-    stage = GRPOStage(_text_model(), rewards=[TokenShareReward("red")], sampling=SAMPLING, beta=0.04, default_lr=1e-2)
+    stage = GRPOStage(_text_model(), rewards=[TokenShareReward(LETTERS)], sampling=SAMPLING, beta=0.04, default_lr=1e-2)
     assert stage.ref_model is not None and not any(p.requires_grad for p in stage.ref_model.parameters())
     trainer = _fit(stage, _prompts(2), tmp_path, steps=1)
     assert trainer.logged_metrics["train/kl"] == 0.0  # the first update starts from the reference weights

@@ -10,13 +10,14 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.stages.test_grpo import LETTERS
 from tests.stages.test_resume import _fit, _wait
 
 ROOT = Path(__file__).resolve().parents[2]
 # Two optimiser steps per rollout (mini_batches 2): 8 rollouts, checkpoints every 2, the kill after the 5th (index 4),
 # so the resumed run replays rollout 4 from the checkpoint after rollout 3, then goes on.
 MAX_STEPS, EVERY, KILL_AT, PER_ROLLOUT = 16, 4, 10, 2
-LETTERS = " ".join("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")  # ~6% of a random model's tokens
+
 
 
 def _config(run: Path, prompts: Path) -> Path:

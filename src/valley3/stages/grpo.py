@@ -8,8 +8,8 @@ from collections import defaultdict
 from typing import Any
 
 import torch
-from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
 
+from valley3.compat import given_hyperparameters
 from valley3.models.omni import OmniModel
 from valley3.policy import Policy
 from valley3.rewards.base import Reward, WeightedRewards
@@ -63,7 +63,7 @@ class GRPOStage(OmniStage):
                  updates_per_rollout: int = 1, mini_batches: int = 1, micro_batch_size: int | None = None,
                  max_grad_norm: float = 1.0, seed: int = 0, **kwargs: Any):
         super().__init__(model, **kwargs)
-        if not _given_hyperparameters.get():  # built in Python: reward objects are not checkpoint hyperparameters
+        if not given_hyperparameters():  # built in Python: reward objects are not checkpoint hyperparameters
             self.hparams.pop("rewards", None)
         for name, value, choices in [("scale_rewards", scale_rewards, SCALES),
                                      ("loss_aggregation", loss_aggregation, AGGREGATIONS),
