@@ -13,7 +13,7 @@ import torch
 from tests.judge_server import free_port, judge_checkpoint, start_server, stop
 from valley3.models import OmniModel
 from valley3.models.decoders import HFDecoder
-from valley3.rewards import HTTPJudge, JudgeReward, RewardContext, TokenShareReward
+from valley3.rewards import HTTPJudge, JudgeReward, PolicyJudge, RewardContext, TokenShareReward
 from valley3.stages.grpo import GRPOStage
 
 
@@ -74,6 +74,12 @@ def test_bad_requests_get_400_naming_the_part(server, media):
     corrupt = [{"type": "image_url", "image_url": {"url": media["corrupt"]}}, {"type": "text", "text": "?"}]
     assert _chat(url, corrupt).status_code == 400
     assert _chat(url, "hi", stream=True).status_code == 400
+
+
+def test_a_valley3_checkpoint_judges_locally_through_the_policy(judge_ckpt):
+    judge = JudgeReward(PolicyJudge(str(judge_ckpt), device="cpu", batch_size=2))
+    got = judge.batch([_record("What colour is item 1?")] * 3, ["red", "blue", "x"], [RewardContext()] * 3)
+    assert got == [pytest.approx(0.7)] * 3 and judge.stats() == {"calls": 3, "failures": 0}
 
 
 class _KillServerAfter(L.Callback):

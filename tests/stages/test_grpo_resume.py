@@ -19,7 +19,6 @@ ROOT = Path(__file__).resolve().parents[2]
 MAX_STEPS, EVERY, KILL_AT, PER_ROLLOUT = 16, 4, 10, 2
 
 
-
 def _config(run: Path, prompts: Path) -> Path:
     model = {"class_path": "valley3.models.OmniModel",
              "init_args": {"decoder": {"class_path": "valley3.models.decoders.HFDecoder",
