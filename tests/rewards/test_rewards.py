@@ -52,7 +52,10 @@ def test_answer_reward_scores_the_answer_after_thinking_against_the_reference():
 
 def test_length_penalty_is_dapos_soft_overlong_punishment():
     penalty = LengthPenalty(buffer=10)
-    at = lambda n, why="eos": penalty(_record("x"), "x", RewardContext(num_tokens=n, finish_reason=why, max_new_tokens=50))
+
+    def at(n: int, why: str = "eos") -> float:
+        return penalty(_record("x"), "x", RewardContext(num_tokens=n, finish_reason=why, max_new_tokens=50))
+
     assert at(40) == 0.0 and at(45) == pytest.approx(-0.5) and at(49) == pytest.approx(-0.9)
     assert at(50) == -1.0 and at(20, "length") == -1.0
 

@@ -98,7 +98,8 @@ def test_dynamic_sampling_drops_zero_spread_groups_and_refills_up_to_the_cap():
                      dynamic_sampling=True, max_rounds=1)
     assert capped.groups == [] and capped.stats["short_of_target"] == 3 and capped.stats["groups_dropped"] == 3
     plain = collect(policy, rewards, prompts, step=0, seed=0, sampling=sampling, prompts_per_step=3)
-    assert [g.prompt.id for g in plain.groups] == ["flat0", "flat1", "flat2"] and plain.stats["zero_spread_share"] == 1.0
+    assert [g.prompt.id for g in plain.groups] == ["flat0", "flat1", "flat2"]
+    assert plain.stats["zero_spread_share"] == 1.0
     again = collect(policy, rewards, prompts, step=0, seed=0, sampling=sampling, prompts_per_step=3)
     assert [[c.token_ids for c in g.completions] for g in again.groups] == \
         [[c.token_ids for c in g.completions] for g in plain.groups]  # (seed, step, index) fix the samples
@@ -117,8 +118,8 @@ def test_rollout_batch_logprobs_equal_each_completion_alone(media, layout):
     (left-padded, or packed) equal each completion scored alone and unpadded, within 1e-5."""
     model = tiny_omni().eval()
     policy = Policy(model, build_processor(model))
-    image = {"messages": [{"role": "user", "content": "<image>What colour is it?"}, {"role": "assistant", "content": "Red"}],
-             "images": [media["red"]]}
+    image = {"messages": [{"role": "user", "content": "<image>What colour is it?"},
+                          {"role": "assistant", "content": "Red"}], "images": [media["red"]]}
     text = {"messages": [{"role": "user", "content": "Name a colour."}, {"role": "assistant", "content": "Blue"}]}
     groups = policy.generate([image, text], n=4, max_new_tokens=8, seed=3)
     placeholders = set(policy.processor.token_ids.values())

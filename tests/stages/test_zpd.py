@@ -6,8 +6,6 @@ import argparse
 import json
 from collections import defaultdict
 
-import pytest
-
 from tests.conftest import tiny_omni
 from valley3.stages import OmniStage
 from valley3.stages.reject_sample import add_zpd_parser, reject_sample

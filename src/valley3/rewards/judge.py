@@ -78,7 +78,8 @@ class JudgeReward(Reward):
         if not low < high:
             raise ValueError(f"the score range needs low < high, got [{low}, {high}]")
         self.backend, self.rubric, self.low, self.high = backend, rubric, low, high
-        self.max_tokens, self.temperature, self.strip_thinking, self.name = max_tokens, temperature, strip_thinking, name
+        self.max_tokens, self.temperature, self.strip_thinking = max_tokens, temperature, strip_thinking
+        self.name = name
 
     def request(self, prompt: Prompt, completion: str) -> list[Message]:
         """The judge's chat request for one completion."""
@@ -108,7 +109,8 @@ class JudgeReward(Reward):
                 self.counts["failures"] += 1
                 seen = self.counts[f"failures/{reason}"]
                 if seen <= 5 or seen % 100 == 0:  # a dead judge fails every request: log a few, count them all
-                    log.warning("judge %s: %s reply %r scored 0", self.name, reason, None if reply is None else reply[:200])
+                    shown = None if reply is None else reply[:200]
+                    log.warning("judge %s: %s reply %r scored 0", self.name, reason, shown)
                 rewards.append(0.0)
             else:
                 rewards.append((value - self.low) / (self.high - self.low))

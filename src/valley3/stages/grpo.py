@@ -18,6 +18,10 @@ from valley3.stages.grpo_loss import AGGREGATIONS, KL_ESTIMATORS, RATIO_LEVELS, 
 from valley3.stages.grpo_rollout import Rollout, Sampling, collect
 
 
+# One completion to train on: (prompt, completion ids, loss mask, advantage).
+_Item = tuple[Any, list[int], list[int], float]
+
+
 class GRPOStage(OmniStage):
     """Group Relative Policy Optimisation over OmniStage's model and processor (manual optimisation).
 
@@ -121,11 +125,12 @@ class GRPOStage(OmniStage):
                    "train/truncated_share": sum(c.finish_reason == "length" for c in completions) / len(completions),
                    "train/tokens": lengths.sum().item()}
         for name in self.rewards.names:
-            metrics[f"train/reward/{name}"] = sum(v for g in rollout.groups for v in g.per_reward[name]) / len(completions)
+            values = [v for g in rollout.groups for v in g.per_reward[name]]
+            metrics[f"train/reward/{name}"] = sum(values) / len(values)
         return metrics
 
     # -- optimisation ----------------------------------------------------------------------------------------
-    def _items(self, rollout: Rollout, advantages: torch.Tensor) -> tuple[list[tuple[Any, list[int], list[int], float]], int]:
+    def _items(self, rollout: Rollout, advantages: torch.Tensor) -> tuple[list[_Item], int]:
         """(prompt, completion ids, loss mask, advantage) per completion, and how many completions were unusable.
 
         An answer that ended on its own is trained with its end-of-turn token (the model must learn to stop); a

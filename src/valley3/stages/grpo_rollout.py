@@ -52,7 +52,8 @@ class Sampling:
 
     def __post_init__(self) -> None:
         if self.group_size < 2:
-            raise ValueError(f"group_size must be at least 2 (advantages compare a group's samples), got {self.group_size}")
+            raise ValueError(f"group_size must be at least 2 (advantages compare a group's samples), "
+                             f"got {self.group_size}")
         if self.temperature <= 0:
             raise ValueError(f"GRPO samples: temperature must be > 0, got {self.temperature}")
 
@@ -81,7 +82,8 @@ def _score(rewards: WeightedRewards, prompts: Sequence[Prompt], indices: Sequenc
         for j, c in enumerate(group):
             flat_prompts.append(prompt)
             texts.append(c.text)
-            contexts.append(RewardContext(len(c.token_ids), c.finish_reason, budget, step, index, j, tuple(c.token_ids)))
+            ids = tuple(c.token_ids)
+            contexts.append(RewardContext(len(ids), c.finish_reason, budget, step, index, j, ids))
     totals, each = rewards.score(flat_prompts, texts, contexts)
     groups, g = [], len(completions[0]) if completions else 0
     for k, (prompt, index, group) in enumerate(zip(prompts, indices, completions)):

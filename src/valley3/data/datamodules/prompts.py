@@ -45,9 +45,9 @@ class PromptDataModule(BaseDataModule):
         trainer = self._trainer_or_none()
         rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
         dataset = PromptDataset(mixture.samples, self.processor, self.strict, generation=True)
-        loader = ResumableLoader(dataset, batch_size=self.batch_size, sampler=MixtureSampler(mixture, self.seed, rank, world),
-                                 num_workers=self.num_workers, collate_fn=collate_prompts,
-                                 persistent_workers=self.num_workers > 0)
+        sampler = MixtureSampler(mixture, self.seed, rank, world)
+        loader = ResumableLoader(dataset, batch_size=self.batch_size, sampler=sampler, num_workers=self.num_workers,
+                                 collate_fn=collate_prompts, persistent_workers=self.num_workers > 0)
         if self._resume is not None:
             _resume(loader, self._resume, self.seed, world)
             self._resume = None
