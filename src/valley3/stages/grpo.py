@@ -188,9 +188,10 @@ class GRPOStage(OmniStage):
                 for j, micro in enumerate(micros):
                     lp = self._batch_logps(self.policy, micro, self.sampling.temperature)
                     mask = lp.mask.float()
+                    advantages_ij = torch.tensor([m[3] for m in micro], device=self.device)
                     result = policy_loss(
-                        lp.logprobs, old.get((i, j), lp.logprobs.detach()), torch.tensor([m[3] for m in micro]),
-                        mask, clip_low=hp.clip_low, clip_high=hp.clip_high, importance_level=hp.importance_level,
+                        lp.logprobs, old.get((i, j), lp.logprobs.detach()), advantages_ij, mask,
+                        clip_low=hp.clip_low, clip_high=hp.clip_high, importance_level=hp.importance_level,
                         aggregation=hp.loss_aggregation, max_length=self.sampling.max_new_tokens,
                         ref_logps=ref.get((i, j)), beta=hp.beta, kl_estimator=hp.kl_estimator,
                         kl_ratio_correction=hp.kl_ratio_correction, num_tokens=tokens, num_sequences=sequences)

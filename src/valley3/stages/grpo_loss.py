@@ -166,7 +166,7 @@ def policy_loss(
     log_ratio = importance_log_ratio(logps, old_logps.detach(), mask, importance_level)
     ratio = torch.exp(log_ratio)
     high = clip_low if clip_high is None else clip_high
-    adv = advantages.to(logps.dtype)[:, None]
+    adv = advantages.to(logps.device, logps.dtype)[:, None]
     per_token = -torch.minimum(ratio * adv, ratio.clamp(1 - clip_low, 1 + high) * adv).expand_as(logps)
     kl_value = None
     if beta:
