@@ -89,4 +89,5 @@ def with_completion(prompt: Example, completion: list[int], loss_mask: list[int]
     return dataclasses.replace(
         prompt, input_ids=torch.cat([prompt.input_ids, ids]), sample_id=f"{prompt.sample_id}#{index}",
         labels=torch.cat([torch.full_like(prompt.input_ids, IGNORE_INDEX), labels]),
+        prompt=None, reference=None,  # a scored sequence, not a generation prompt: no texts ride along
     )
