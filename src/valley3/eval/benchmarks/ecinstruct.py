@@ -117,6 +117,9 @@ class ECInstruct(Benchmark):
             counts, reason, value = score_json(prediction, target, tuple_keys=tuple_keys)
             extra = {"counts": {k: counts[k] for k in ("tp", "pred", "ref")}}
             return Scored(sample_f1(counts, reason), reason, value, extra)
+        if "letter" in item.meta:  # lettered options (a lettered recommendation too: its Recall@1 is this)
+            got = extract_letter(prediction, options=item.meta["options"])
+            return Scored(float(got.ok and got.value == item.meta["letter"]), got.reason, got.value)
         if scorer == "recall@1":
             ranking = parse_ranking(prediction)
             return Scored(recall_at_k(ranking.value or [], target, k=1), ranking.reason, ranking.value)
@@ -124,9 +127,6 @@ class ECInstruct(Benchmark):
             got = extract_answer_text(prediction)
             refs = [target] if isinstance(target, str) else [str(t) for t in target]
             return Scored(_rouge_l(got.value, refs) if got.ok else 0.0, got.reason, got.value)
-        if "options" in item.meta:
-            got = extract_letter(prediction, options=item.meta["options"])
-            return Scored(float(got.ok and got.value == item.meta["letter"]), got.reason, got.value)
         return scored_match(prediction, [str(t) for t in target] if isinstance(target, list) else str(target))
 
     def metrics(self) -> dict[str, Metric]:
