@@ -15,7 +15,7 @@ from torchmetrics import Metric
 
 from valley3.data.formats import parse_record
 from valley3.data.schema import MEDIA_TAGS, Sample, SchemaError
-from valley3.eval.metrics import WeightedSubtaskScore, extract_answer_text, match_answer
+from valley3.eval.benchmarks.scored import SampleScore, Scored
 from valley3.eval.report import OVERALL, SKIPPED, ResultRow
 
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -43,44 +43,6 @@ class EvalItem:
     @property
     def reference(self) -> str:
         return self.sample.turns[-1].content
-
-
-@dataclass
-class Scored:
-    """One output as its benchmark scored it: what the table adds up and what ``predictions.jsonl`` shows.
-
-    ``score`` is in [0, 1] (``None`` for corpus-only metrics), ``malformed`` the failure reason or ``None``,
-    ``extracted`` the answer the scorer read (a letter, a text, a JSON value), and ``extra`` the sample's
-    numbers behind a non-mean aggregate (``counts`` of a micro F1, ``verdicts`` of a judge), written as they are.
-    """
-
-    score: float | None
-    malformed: str | None = None
-    extracted: Any = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-class SampleScore(WeightedSubtaskScore):
-    """Per-sample scores a benchmark already computed, averaged per sub-task (micro F1 of the counts for
-    ``f1_subtasks``), plus their malformed reasons."""
-
-    def update(
-        self,
-        scores: Sequence[float],
-        subtasks: Sequence[str],
-        reasons: Sequence[str | None] = (),
-        counts: Sequence[Mapping[str, int] | None] | None = None,
-    ) -> None:
-        super().update(scores, subtasks, counts)
-        self._count_failures(reasons)
-
-
-def scored_match(prediction: str | None, target: str | Sequence[str], options: Sequence[str] | None = None) -> Scored:
-    """:func:`match_answer` as a :class:`Scored`: 1 when the answer is the target (a letter target: names only that
-    option), with the answer text it read."""
-    ok, reason = match_answer(prediction, target, options=options)
-    got = extract_answer_text(prediction)
-    return Scored(float(ok), reason, got.value)
 
 
 def options_block(options: Sequence[str]) -> str:
@@ -276,29 +238,14 @@ class Benchmark(ABC):
         )
 
     def record(
-        self,
-        item: EvalItem,
-        prediction: str | None,
-        skipped: str | None = None,
-        scored: Scored | None = None,
+        self, item: EvalItem, prediction: str | None, skipped: str | None = None, scored: Scored | None = None
     ) -> dict[str, Any]:
         """The per-sample line of ``predictions.jsonl`` (``scored`` when the batch was already scored)."""
-        if skipped is not None:
-            scored = Scored(None, SKIPPED)
-        elif scored is None:
-            scored = self.score(item, prediction)
-        out = {
-            "id": item.uid,
-            "benchmark": self.name,
-            "subtask": item.subtask,
-            "prompt": item.prompt,
-            "prediction": prediction,
-            "reference": item.reference,
-            "extracted": scored.extracted,
-            "score": scored.score,
-            "malformed": scored.malformed,
-            **scored.extra,
-        }
+        if scored is None:
+            scored = Scored(None, SKIPPED) if skipped is not None else self.score(item, prediction)
+        out = {"id": item.uid, "benchmark": self.name, "subtask": item.subtask, "prompt": item.prompt}
+        out |= {"prediction": prediction, "reference": item.reference, "extracted": scored.extracted}
+        out |= {"score": scored.score, "malformed": scored.malformed, **scored.extra}
         return out | ({"skip_reason": skipped} if skipped is not None else {})
 
 

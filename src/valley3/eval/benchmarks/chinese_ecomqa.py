@@ -29,7 +29,8 @@ import re
 from typing import Any
 
 from valley3.data.schema import SchemaError
-from valley3.eval.benchmarks.base import Benchmark, EvalItem, Scored
+from valley3.eval.benchmarks.base import Benchmark, EvalItem
+from valley3.eval.benchmarks.scored import Scored
 from valley3.eval.metrics import extract_answer_text, normalize_text
 
 # CJK ideographs (and extension A), kana, hangul, full-width forms: scripts written without word spaces.

@@ -35,7 +35,8 @@ from torch import Tensor
 from torchmetrics import Metric
 
 from valley3.data.schema import SchemaError
-from valley3.eval.benchmarks.base import Benchmark, EvalItem, Scored, scored_match
+from valley3.eval.benchmarks.base import Benchmark, EvalItem
+from valley3.eval.benchmarks.scored import Scored, scored_match
 from valley3.eval.benchmarks.judge import SHARES, Judge, JudgeShares, RuleJudge
 from valley3.eval.metrics import (
     ClassificationAccuracy,

@@ -34,7 +34,8 @@ import re
 from torchmetrics import Metric
 
 from valley3.data.schema import SchemaError
-from valley3.eval.benchmarks.base import LETTERS, Benchmark, EvalItem, SampleScore, Scored, scored_match
+from valley3.eval.benchmarks.base import LETTERS, Benchmark, EvalItem
+from valley3.eval.benchmarks.scored import SampleScore, Scored, scored_match
 from valley3.eval.metrics import (
     extract_answer_text,
     extract_letter,

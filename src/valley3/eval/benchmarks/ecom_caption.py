@@ -25,7 +25,8 @@ from torch import Tensor
 from torchmetrics import Metric
 
 from valley3.data.schema import SchemaError
-from valley3.eval.benchmarks.base import Benchmark, EvalItem, Scored
+from valley3.eval.benchmarks.base import Benchmark, EvalItem
+from valley3.eval.benchmarks.scored import Scored
 from valley3.eval.metrics import CaptionMetrics, caption_text
 from valley3.eval.report import OVERALL, ResultRow
 

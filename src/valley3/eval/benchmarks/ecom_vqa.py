@@ -28,7 +28,8 @@ from torch import Tensor
 from torchmetrics import Metric
 
 from valley3.data.schema import SchemaError
-from valley3.eval.benchmarks.base import Benchmark, EvalItem, Scored, answer_letter, options_block
+from valley3.eval.benchmarks.base import Benchmark, EvalItem, answer_letter, options_block
+from valley3.eval.benchmarks.scored import Scored
 from valley3.eval.metrics import CircularMCQ, extract_letter, rotate_options
 from valley3.eval.report import OVERALL, ResultRow
 

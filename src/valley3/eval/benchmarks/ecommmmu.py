@@ -35,7 +35,8 @@ from typing import Any
 from torch import Tensor
 
 from valley3.data.schema import SchemaError
-from valley3.eval.benchmarks.base import Benchmark, EvalItem, Scored, answer_letter, options_block
+from valley3.eval.benchmarks.base import Benchmark, EvalItem, answer_letter, options_block
+from valley3.eval.benchmarks.scored import Scored
 from valley3.eval.metrics import extract_letter, match_answer, parse_ranking, recall_at_k
 from valley3.eval.report import OVERALL, ResultRow
 
@@ -75,7 +76,9 @@ class EComMMMU(Benchmark):
         recall_subtasks: list[str] | None = None,
         choice_instruction: str = "Answer with the option's letter from the given choices directly.",
         text_instruction: str = "Answer with a word or a short phrase.",
-        rank_instruction: str = "Rank the candidates from most to least relevant; answer with their ids, comma-separated.",
+        rank_instruction: str = (
+            "Rank the candidates from most to least relevant; answer with their ids, comma-separated."
+        ),
         max_images: int | None = 10,
         **kwargs: Any,
     ) -> None:

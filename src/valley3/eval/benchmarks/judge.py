@@ -1,4 +1,4 @@
-"""Judges for eBay Item Intelligence: each predicted field is verifiable-correct, verifiable-incorrect or unverifiable."""
+"""Judges for eBay Item Intelligence: each predicted field is verifiable-correct, -incorrect or unverifiable."""
 
 from __future__ import annotations
 

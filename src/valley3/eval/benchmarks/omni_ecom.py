@@ -26,7 +26,8 @@ from __future__ import annotations
 from typing import Any
 
 from valley3.data.schema import SchemaError
-from valley3.eval.benchmarks.base import Benchmark, EvalItem, Scored, answer_letter, options_block, scored_match
+from valley3.eval.benchmarks.base import Benchmark, EvalItem, answer_letter, options_block
+from valley3.eval.benchmarks.scored import Scored, scored_match
 from valley3.eval.metrics import extract_letter
 
 OMNI_ECOM_TASKS = (
