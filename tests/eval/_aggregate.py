@@ -54,7 +54,7 @@ def _circular(records) -> dict[str, dict[str, float]]:
 
 def _shares(verdicts: Sequence[str] | None) -> dict[str, float]:
     if verdicts is None:
-        return {"malformed": 1.0}
+        return {"malformed_share": 1.0}
     if not verdicts:
         return {"no_claims": 1.0}
     return {v: verdicts.count(v) / len(verdicts) for v in set(verdicts)}

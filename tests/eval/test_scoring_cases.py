@@ -128,7 +128,7 @@ def test_7_judge_shares_count_every_output_and_report_the_malformed_share(tmp_pa
     answers = {f"i{k}": "no json at all" for k in range(10)} | {"i0": '{"brand": "Acme"}'}
     ii = run(bench, answers)["item_intelligence"]
     assert ii.details["verifiable_correct"] == pytest.approx(0.1)
-    assert ii.details["malformed"] == pytest.approx(0.9)
+    assert ii.details["malformed_share"] == pytest.approx(0.9)
 
 
 # 8 ---------------------------------------------------------------------------------------------------------------
@@ -158,12 +158,13 @@ class _Holder(L.LightningModule):
         self.result = self.score.compute()
 
 
-def test_9_metric_states_keep_their_dtypes_under_bf16_true(tmp_path):
+@pytest.mark.parametrize(("precision", "dtype"), [("bf16-true", torch.bfloat16), ("16-true", torch.float16)])
+def test_9_metric_states_keep_their_dtypes_under_true_half_precision(precision, dtype, tmp_path):
     holder = _Holder()
     data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.zeros(1000, 2)), batch_size=100)
-    trainer = L.Trainer(accelerator="cpu", precision="bf16-true", logger=False, enable_progress_bar=False,
+    trainer = L.Trainer(accelerator="cpu", precision=precision, logger=False, enable_progress_bar=False,
                         enable_model_summary=False, default_root_dir=tmp_path)
     trainer.test(holder, data, verbose=False)
-    assert holder.layer.weight.dtype == torch.bfloat16  # the precision did cast the module
+    assert holder.layer.weight.dtype == dtype  # the precision did cast the module
     assert holder.score.score_sum.dtype == torch.float64 and holder.score.total.dtype == torch.int64
     assert holder.result["score"].item() == 1.0

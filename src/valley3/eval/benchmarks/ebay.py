@@ -20,7 +20,7 @@ JSONL, one item per line; ``task`` picks the kind, media as in every suite (path
   repeated counts once. An empty reference adds the output's claims to the precision's denominator.
 - item_intelligence: a compliance JSON over several images; F1/precision/recall as dae, plus the shares of
   outputs a ``judge`` finds verifiable-correct / verifiable-incorrect / unverifiable, over every output
-  (each output weighs 1, split over its fields; ``no_claims`` and ``malformed`` take the rest), from the
+  (each output weighs 1, split over its fields; ``no_claims`` and ``malformed_share`` take the rest), from the
   default rule judge (compares with the reference) or a local model or OpenAI-compatible endpoint.
 - ``question`` (optional) replaces the task's default request.
 """
@@ -192,6 +192,8 @@ class EBay(Benchmark):
                 details = {k: out[k] for k in ("precision", "recall", "hallucination_rate")}
                 if task == "item_intelligence":
                     judge = results["judge"]
-                    details |= {v: judge[v] for v in SHARES} | {"judged_fields": judge["fields"]}
+                    # "malformed_share": the table's own "malformed" column counts outputs, not a share
+                    details |= {v if v != "malformed" else "malformed_share": judge[v] for v in SHARES}
+                    details["judged_fields"] = judge["fields"]
                 rows.append(self.row(task, "f1", out["f1"], out["count"], details))
         return rows
