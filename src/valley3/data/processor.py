@@ -11,7 +11,9 @@ from valley3.data.media import MediaError
 from valley3.data.media.audio import load_audio
 from valley3.data.media.image import should_tile
 from valley3.data.media.video import load_video_audio
-from valley3.data.media_runs import AudioSpec, ImageSpec, VideoSpec, audio_mel, image_pixels, video_pixels
+from valley3.data.media_runs import (
+    AudioSpec, ImageSpec, VideoSpec, audio_mel, image_pixels, interleave_audio, video_pixels,
+)
 from valley3.data.schema import MEDIA_KINDS, Sample
 from valley3.data.templates import ChatTemplate, SpecialTokens
 
@@ -124,11 +126,16 @@ class OmniProcessor:
         if kind == "video" and self.image is not None:
             frames, times = video_pixels(self.image, self.video, path)
             grids = -(-frames.shape[0] // self.image.temporal_patch)  # a last odd frame is paired with itself
-            run = self._run("video", grids * self.image.num_tokens(*frames.shape[-2:]))
+            per_grid = self.image.num_tokens(*frames.shape[-2:])
             wave = load_video_audio(path, self.audio.sampling_rate) if self.video_audio else None
             example.video_pixels.append(frames)
             example.video_timestamps.append(times)
-            return run if wave is None else run + self._audio_run(wave, path, example)
+            if wave is None:
+                return self._run("video", grids * per_grid)
+            if not self.video.audio_in_video:
+                return self._run("video", grids * per_grid) + self._audio_run(wave, path, example)
+            seconds = (times[:: self.image.temporal_patch] - times[0]).tolist()
+            return self._audio_in_video_run(seconds, per_grid, self._audio_run(wave, path, example))
         raise SampleError(f"{sample.source} (sample {sample.id!r}): has {kind} input but the model takes no {kind}")
 
     def _audio_run(self, wave: torch.Tensor, path: str, example: Example) -> list[int]:
@@ -138,6 +145,14 @@ class OmniProcessor:
             raise MediaError(path, f"{mel.shape[-1]} mel frames are too short to give one audio token")
         example.audio_features.append(mel)
         return self._run("audio", n)
+
+    def _audio_in_video_run(self, grid_seconds: list[float], per_grid: int, audio_run: list[int]) -> list[int]:
+        """<vision_start><audio_start> grids and audio merged by time <audio_end><vision_end> (use_audio_in_video)."""
+        kinds = interleave_audio(grid_seconds, per_grid, len(audio_run) - 2, self.video.ids_per_second or 25)
+        ids = [self.token_ids["video"] if is_video else self.token_ids["audio"] for is_video in kinds]
+        (vs, ve), (as_, ae) = self.template.tokens.brackets("video"), self.template.tokens.brackets("audio")
+        tok = self.tokenizer.convert_tokens_to_ids
+        return [tok(vs), tok(as_), *ids, tok(ae), tok(ve)]
 
     def _run(self, kind: str, n: int) -> list[int]:
         start, end = self.template.tokens.brackets(kind)
