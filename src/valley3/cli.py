@@ -80,6 +80,7 @@ def components_help() -> str:
     lines.append("  valley3 data reject-sample ...  answer prompts k times with a checkpoint, keep by pass rate (S3)")
     lines.append("  valley3 inspect --config FILE   parameters per component and tokens per image/frame/second")
     lines.append("  valley3 pipeline FILE [-- ARGS] run a recipe's stages in order (skips finished ones)")
+    lines.append("  valley3 export --ckpt F --out D write an HF folder (the Valley3 release loads a Qwen3-VL + AuT one)")
     return "\n".join(lines)
 
 
@@ -134,6 +135,11 @@ def main(argv: list[str] | None = None) -> LightningCLI | None:
         return None
     if args and args[0] == "pipeline":
         _pipeline_main(args[1:])
+        return None
+    if args and args[0] == "export":
+        from valley3.stages.hf_export import main as export_main
+
+        export_main(args[1:])
         return None
     if args and args[0] == "inspect":
         from valley3.inspect import main as inspect_main

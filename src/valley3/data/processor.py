@@ -41,11 +41,28 @@ class Example:
         return self.input_ids.numel()
 
 
+# Qwen3-Omni's tokens between <|audio_end|> and <|audio_pad|>: on Qwen3-VL's tokenizer (151669 tokens) they put the
+# audio tokens at Qwen3-Omni's and the Valley3 release's ids, 151669 / 151670 / 151675.
+OMNI_TTS_TOKENS = ("<tts_pad>", "<tts_text_bos>", "<tts_text_eod>", "<tts_text_bos_single>")
+
+
 def ensure_special_tokens(tokenizer, tokens: SpecialTokens) -> None:
-    """Add the template's special tokens a (real) tokenizer lacks; each must encode to one id."""
-    missing = [t for t in tokens.all() if t not in tokenizer.get_vocab()]
-    if missing:
-        tokenizer.add_special_tokens({"extra_special_tokens": missing}, replace_extra_special_tokens=False)
+    """Add the template's special tokens a (real) tokenizer lacks; each must encode to one id.
+
+    A tokenizer with no audio tokens at all gets them in Qwen3-Omni's layout (audio start, end, its four TTS tokens,
+    the audio placeholder), so a Qwen3-VL tokenizer ends up with the Valley3 release's audio ids."""
+    vocab = tokenizer.get_vocab()
+    audio = [tokens.audio_start, tokens.audio_end, tokens.audio]
+    if not any(t in vocab for t in audio):
+        tts = [t for t in OMNI_TTS_TOKENS if t not in vocab]
+        _add(tokenizer, [tokens.audio_start, tokens.audio_end, *tts, tokens.audio])
+    vocab = tokenizer.get_vocab()  # once: a 150k-token vocabulary takes a second to list
+    _add(tokenizer, [t for t in tokens.all() if t not in vocab])
+
+
+def _add(tokenizer, new: list[str]) -> None:
+    if new:  # in order: ids are given in list order
+        tokenizer.add_special_tokens({"extra_special_tokens": new}, replace_extra_special_tokens=False)
 
 
 class OmniProcessor:
