@@ -80,7 +80,7 @@ def components_help() -> str:
     lines.append("  valley3 data reject-sample ...  answer prompts k times with a checkpoint, keep by pass rate (S3)")
     lines.append("  valley3 inspect --config FILE   parameters per component and tokens per image/frame/second")
     lines.append("  valley3 pipeline FILE [-- ARGS] run a recipe's stages in order (skips finished ones)")
-    lines.append("  valley3 export --ckpt F --out D write an HF folder (the Valley3 release loads a Qwen3-VL + AuT one)")
+    lines.append("  valley3 export --ckpt F --out D HF folder of a checkpoint (Qwen3-VL + AuT: the release's layout)")
     return "\n".join(lines)
 
 

@@ -125,7 +125,8 @@ def test_position_ids_equal_transformers_qwen3_omni_on_videos_with_sound(model, 
 def test_a_packed_batch_mixing_both_layouts_equals_each_sample_alone(model, videos, media):
     interleaved, separate = _processor(model, interleave=True), _processor(model, interleave=False)
     items = [interleaved(_ask("a", videos["long"], [MediaRef("audio", media["tone"])])),
-             separate(_ask("b", videos["short"])), interleaved(_ask("c", videos["even"], [MediaRef("image", media["red"])]))]
+             separate(_ask("b", videos["short"])),
+             interleaved(_ask("c", videos["even"], [MediaRef("image", media["red"])]))]
     vs_as = [interleaved.tokenizer.convert_tokens_to_ids(t) for t in ("<|vision_start|>", "<|audio_start|>")]
     pairs = [list(zip(x.input_ids.tolist(), x.input_ids.tolist()[1:])) for x in items]
     assert [tuple(vs_as) in p for p in pairs] == [True, False, True]

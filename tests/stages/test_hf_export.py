@@ -25,8 +25,9 @@ def ckpt(tmp_path_factory) -> Path:
     config = {
         "seed_everything": 0,
         "trainer": {"accelerator": "cpu", "devices": 1, "max_steps": 1, "logger": False, "default_root_dir": str(root),
-                    "enable_progress_bar": False, "enable_model_summary": False, "callbacks": [
-                        {"class_path": "lightning.pytorch.callbacks.ModelCheckpoint", "init_args": {"save_last": True}}]},
+                    "enable_progress_bar": False, "enable_model_summary": False,
+                    "callbacks": [{"class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
+                                   "init_args": {"save_last": True}}]},
         "model": {"class_path": "valley3.stages.OmniStage", "init_args": {
             "model": str(ROOT / "configs/model/tiny_valley3.yaml"), "max_len": 512,
             "video": {"fps": 2, "audio_in_video": True}}},
@@ -46,8 +47,8 @@ def test_export_command_writes_the_release_layout_and_prints_what_it_wrote(ckpt,
     for name in ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "chat_template.jinja",
                  "preprocessor_config.json", "video_preprocessor_config.json"):
         assert (out / name).is_file() and name in printed
-    assert "117 tensors" in printed and "processor defaults: position_id_per_seconds=25, fps=2, use_audio_in_video=True" \
-        in printed and "pass use_audio_in_video=True" in printed
+    assert "117 tensors" in printed and "pass use_audio_in_video=True" in printed
+    assert "processor defaults: position_id_per_seconds=25, fps=2, use_audio_in_video=True" in printed
     stage = load_stage(ckpt)
     rebuilt = load(out)
     trained = stage.model.state_dict()

@@ -80,7 +80,8 @@ class VideoSpec:
             raise ValueError("VideoSpec(audio_in_video=True) interleaves the video's audio; it cannot have audio=False")
 
 
-def interleave_audio(grid_seconds: list[float], tokens_per_grid: int, n_audio: int, ids_per_second: float) -> list[bool]:
+def interleave_audio(grid_seconds: list[float], tokens_per_grid: int, n_audio: int,
+                     ids_per_second: float) -> list[bool]:
     """The kinds (True: video, False: audio) of an audio-in-video block in sequence order.
 
     Temporal grid k sits at `grid_seconds[k] * ids_per_second`, audio token j at j; a grid goes first on ties and

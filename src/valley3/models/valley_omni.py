@@ -167,8 +167,8 @@ def video_preprocessor_config(model: nn.Module) -> dict[str, Any]:
 
     vision, decoder = model.decoder.model.config.vision_config, model.decoder
     video = Qwen3VLVideoProcessor(
-        patch_size=vision.patch_size, merge_size=vision.spatial_merge_size, temporal_patch_size=vision.temporal_patch_size,
-        image_mean=[0.5] * 3, image_std=[0.5] * 3, do_sample_frames=False,
+        patch_size=vision.patch_size, merge_size=vision.spatial_merge_size,
+        temporal_patch_size=vision.temporal_patch_size, image_mean=[0.5] * 3, image_std=[0.5] * 3, do_sample_frames=False,
         size={"shortest_edge": decoder.min_pixels, "longest_edge": decoder.max_pixels},
     )
     return {**video.to_dict(), "processor_class": "ValleyOmniProcessor"}

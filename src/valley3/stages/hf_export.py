@@ -56,6 +56,9 @@ def summary(folder: str | Path) -> str:
     lines.append("  processor defaults: " + ", ".join(f"{k}={v}" for k, v in defaults.items()))
     lines.append("  release: ValleyOmniForConditionalGeneration.from_pretrained(DIR), "
                  "ValleyOmniProcessor.from_pretrained(DIR)")
+    if "fps" not in defaults:
+        lines.append("  videos were sampled by count, not at a fixed rate: call the release's processor with the fps "
+                     "they span (it spaces grids temporal_patch_size / fps seconds apart; default 1 fps)")
     if defaults.get("use_audio_in_video"):
         lines.append("  pass use_audio_in_video=True to the release model's generate/forward as well (a call "
                      "argument there, not a config field)")
