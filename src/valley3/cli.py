@@ -15,6 +15,7 @@ COMMANDS = {
     "data": "data tools: `data demo --out DIR` (the demo dataset), `data reject-sample ...` (S3's filter)",
     "pipeline": "run a recipe's stages in order, skipping finished ones: valley3 pipeline FILE [-- ARGS]",
     "inspect": "parameters per component and tokens per image/frame/second: valley3 inspect --config FILE",
+    "export": "an HF folder of a checkpoint (Qwen3-VL + AuT: the release's layout): valley3 export --ckpt F --out D",
 }
 LIGHTNING = ("fit", "validate", "test", "predict")
 
@@ -103,6 +104,11 @@ def main(argv: list[str] | None = None):
         return None
     if args[0] == "pipeline":
         _pipeline_main(args[1:])
+        return None
+    if args[0] == "export":
+        from valley3.stages.hf_export import main as export_main
+
+        export_main(args[1:])
         return None
     if args[0] == "inspect":
         from valley3.inspection import main as inspect_main
