@@ -99,8 +99,9 @@ def test_the_component_list_read_from_sources_equals_the_imported_classes():
 
     for package, base_name in FAMILIES.values():
         classes = imported(getattr(importlib.import_module(package), base_name))
+        # valley3's own classes: subclasses that tests define (imported earlier in the session) are not components
         expected = {(f"{c.__module__}.{c.__name__}", (c.__doc__ and inspect.getdoc(c) or "").split("\n")[0])
-                    for c in classes}
+                    for c in classes if c.__module__.startswith("valley3.")}
         got = set()
         for path, doc in family(package, base_name):
             module, _, name = path.rpartition(".")

@@ -16,6 +16,7 @@ COMMANDS = {
             "`data zpd ...` (GRPO's pass-rate band)",
     "pipeline": "run a recipe's stages in order, skipping finished ones: valley3 pipeline FILE [-- ARGS]",
     "inspect": "parameters per component and tokens per image/frame/second: valley3 inspect --config FILE",
+    "export": "an HF folder of a checkpoint (Qwen3-VL + AuT: the release's layout): valley3 export --ckpt F --out D",
     "serve": "OpenAI-compatible chat server for a checkpoint (judge, demos): valley3 serve --ckpt CKPT [--port N]",
 }
 LIGHTNING = ("fit", "validate", "test", "predict")
@@ -106,6 +107,11 @@ def main(argv: list[str] | None = None):
         return None
     if args[0] == "pipeline":
         _pipeline_main(args[1:])
+        return None
+    if args[0] == "export":
+        from valley3.stages.hf_export import main as export_main
+
+        export_main(args[1:])
         return None
     if args[0] == "serve":
         from valley3.serve import main as serve_main

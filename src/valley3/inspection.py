@@ -21,7 +21,7 @@ from valley3.data.media.video import sample_indices
 from valley3.data.media_runs import VideoSpec
 from valley3.models import OmniModel
 from valley3.models.audio import AudioEncoder
-from valley3.models.decoders import Decoder
+from valley3.models.decoders import Decoder, Qwen3VLDecoder
 from valley3.models.vision import VisionEncoder
 
 IMAGE_SIZES = ((384, 384), (768, 1152), (1536, 1536), (384, 3072))  # (width, height) in pixels
@@ -160,7 +160,7 @@ def token_rows(module: nn.Module, max_tiles: int = MODEL_MAX_TILES, frame: tuple
             else:  # native resolution: the whole image at its own (rounded) size
                 rows.append(TokenRow(f"image {width}x{height} -> {size[1]}x{size[0]}", 0, count(*size)))
         rows += _video_rows(count(*vision.input_size(frame[1], frame[0])), frame, video or VideoSpec(),
-                            getattr(vision, "temporal_patch_size", 1) if isinstance(vision, Qwen3VLDecoder) else 1)
+                            vision.temporal_patch_size if isinstance(vision, Qwen3VLDecoder) else 1)
     audio = parts.get("audio")
     if audio is not None:
         count = module.audio_num_tokens if isinstance(module, OmniModel) else audio.num_tokens

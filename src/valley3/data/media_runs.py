@@ -61,6 +61,9 @@ class VideoSpec:
         audio: append the video's audio track (if it has one) as an audio item right after its frames;
             None: whenever the model has an audio encoder.
         backend: "auto" (decord, then torchcodec, then PyAV) or one of them.
+        audio_in_video: lay a video with sound out as ONE block, its temporal grids and audio tokens merged by time
+            (Qwen-Omni's and the Valley3 release's `use_audio_in_video=True`), instead of an audio item after it.
+        ids_per_second: the time scale of that merge (TM-RoPE's `position_id_per_seconds`); None: the model's.
     """
 
     num_frames: int | None = None
@@ -68,9 +71,24 @@ class VideoSpec:
     max_frames: int = 16
     audio: bool | None = None
     backend: str = "auto"
+    audio_in_video: bool = False
+    ids_per_second: float | None = None
 
     def __post_init__(self):
         sample_indices(1, 1.0, self.num_frames, self.fps, self.max_frames)  # the same argument errors, early
+        if self.audio_in_video and self.audio is False:
+            raise ValueError("VideoSpec(audio_in_video=True) interleaves the video's audio; it cannot have audio=False")
+
+
+def interleave_audio(grid_seconds: list[float], tokens_per_grid: int, n_audio: int,
+                     ids_per_second: float) -> list[bool]:
+    """The kinds (True: video, False: audio) of an audio-in-video block in sequence order.
+
+    Temporal grid k sits at `grid_seconds[k] * ids_per_second`, audio token j at j; a grid goes first on ties and
+    brings all its tokens: the order of Qwen-Omni's and the Valley3 release's `use_audio_in_video` processors.
+    """
+    keys = [(s * ids_per_second, 0) for s in grid_seconds for _ in range(tokens_per_grid)]
+    return [kind == 0 for _, kind in sorted(keys + [(float(j), 1) for j in range(n_audio)])]
 
 
 def image_pixels(spec: ImageSpec, path: str, tile: bool) -> list[torch.Tensor]:

@@ -11,7 +11,9 @@ from valley3.data.media import MediaError
 from valley3.data.media.audio import load_audio
 from valley3.data.media.image import should_tile
 from valley3.data.media.video import load_video_audio
-from valley3.data.media_runs import AudioSpec, ImageSpec, VideoSpec, audio_mel, image_pixels, video_pixels
+from valley3.data.media_runs import (
+    AudioSpec, ImageSpec, VideoSpec, audio_mel, image_pixels, interleave_audio, video_pixels,
+)
 from valley3.data.schema import MEDIA_KINDS, Sample
 from valley3.data.templates import ChatTemplate, SpecialTokens
 
@@ -41,11 +43,28 @@ class Example:
         return self.input_ids.numel()
 
 
+# Qwen3-Omni's tokens between <|audio_end|> and <|audio_pad|>: on Qwen3-VL's tokenizer (151669 tokens) they put the
+# audio tokens at Qwen3-Omni's and the Valley3 release's ids, 151669 / 151670 / 151675.
+OMNI_TTS_TOKENS = ("<tts_pad>", "<tts_text_bos>", "<tts_text_eod>", "<tts_text_bos_single>")
+
+
 def ensure_special_tokens(tokenizer, tokens: SpecialTokens) -> None:
-    """Add the template's special tokens a (real) tokenizer lacks; each must encode to one id."""
-    missing = [t for t in tokens.all() if t not in tokenizer.get_vocab()]
-    if missing:
-        tokenizer.add_special_tokens({"extra_special_tokens": missing}, replace_extra_special_tokens=False)
+    """Add the template's special tokens a (real) tokenizer lacks; each must encode to one id.
+
+    A tokenizer with no audio tokens at all gets them in Qwen3-Omni's layout (audio start, end, its four TTS tokens,
+    the audio placeholder), so a Qwen3-VL tokenizer ends up with the Valley3 release's audio ids."""
+    vocab = tokenizer.get_vocab()
+    audio = [tokens.audio_start, tokens.audio_end, tokens.audio]
+    if not any(t in vocab for t in audio):
+        tts = [t for t in OMNI_TTS_TOKENS if t not in vocab]
+        _add(tokenizer, [tokens.audio_start, tokens.audio_end, *tts, tokens.audio])
+    vocab = tokenizer.get_vocab()  # once: a 150k-token vocabulary takes a second to list
+    _add(tokenizer, [t for t in tokens.all() if t not in vocab])
+
+
+def _add(tokenizer, new: list[str]) -> None:
+    if new:  # in order: ids are given in list order
+        tokenizer.add_special_tokens({"extra_special_tokens": new}, replace_extra_special_tokens=False)
 
 
 class OmniProcessor:
@@ -150,11 +169,16 @@ class OmniProcessor:
         if kind == "video" and self.image is not None:
             frames, times = video_pixels(self.image, self.video, path)
             grids = -(-frames.shape[0] // self.image.temporal_patch)  # a last odd frame is paired with itself
-            run = self._run("video", grids * self.image.num_tokens(*frames.shape[-2:]))
+            per_grid = self.image.num_tokens(*frames.shape[-2:])
             wave = load_video_audio(path, self.audio.sampling_rate) if self.video_audio else None
             example.video_pixels.append(frames)
             example.video_timestamps.append(times)
-            return run if wave is None else run + self._audio_run(wave, path, example)
+            if wave is None:
+                return self._run("video", grids * per_grid)
+            if not self.video.audio_in_video:
+                return self._run("video", grids * per_grid) + self._audio_run(wave, path, example)
+            seconds = (times[:: self.image.temporal_patch] - times[0]).tolist()
+            return self._audio_in_video_run(seconds, per_grid, self._audio_run(wave, path, example))
         raise SampleError(f"{sample.source} (sample {sample.id!r}): has {kind} input but the model takes no {kind}")
 
     def _audio_run(self, wave: torch.Tensor, path: str, example: Example) -> list[int]:
@@ -164,6 +188,14 @@ class OmniProcessor:
             raise MediaError(path, f"{mel.shape[-1]} mel frames are too short to give one audio token")
         example.audio_features.append(mel)
         return self._run("audio", n)
+
+    def _audio_in_video_run(self, grid_seconds: list[float], per_grid: int, audio_run: list[int]) -> list[int]:
+        """<vision_start><audio_start> grids and audio merged by time <audio_end><vision_end> (use_audio_in_video)."""
+        kinds = interleave_audio(grid_seconds, per_grid, len(audio_run) - 2, self.video.ids_per_second or 25)
+        ids = [self.token_ids["video"] if is_video else self.token_ids["audio"] for is_video in kinds]
+        (vs, ve), (as_, ae) = self.template.tokens.brackets("video"), self.template.tokens.brackets("audio")
+        tok = self.tokenizer.convert_tokens_to_ids
+        return [tok(vs), tok(as_), *ids, tok(ae), tok(ve)]
 
     def _run(self, kind: str, n: int) -> list[int]:
         start, end = self.template.tokens.brackets(kind)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import astuple, dataclass
 
 from valley3.data.schema import Turn
@@ -79,3 +80,40 @@ class ChatTemplate:
         if add_generation_prompt:
             out.append(Segment(f"{t.im_start}assistant\n", False))
         return out
+
+    def jinja(self) -> str:
+        """The same rendering as a Jinja chat template (for `tokenizer.apply_chat_template`), as Qwen-Omni's processors
+        expect it: a content item {"type": "image"|"video"|"audio"} becomes its bracketed placeholder
+        (<|vision_start|><|image_pad|><|vision_end|>, ...), which the processor expands; a string content may carry
+        valley3's <image>/<video>/<audio> tags instead."""
+        t, lit = self.tokens, _literal
+        media = {kind: "".join(self.brackets_around(kind)) for kind in ("image", "video", "audio")}
+        content = "message['content']" + "".join(f" | replace({lit(f'<{k}>')}, media[{lit(k)}])" for k in media)
+        lines = [
+            "{%- set media = " + "{" + ", ".join(f"{lit(k)}: {lit(v)}" for k, v in media.items()) + "} -%}",
+            "{%- if messages and messages[0]['role'] != 'system' and " + lit(self.default_system) + " -%}",
+            "{{- " + lit(f"{t.im_start}system\n{self.default_system}{t.im_end}\n") + " -}}",
+            "{%- endif -%}",
+            "{%- for message in messages -%}",
+            "{{- " + lit(t.im_start) + " + message['role'] + '\\n' -}}",
+            "{%- if message['content'] is string -%}{{- " + content + " -}}",
+            "{%- else -%}{%- for item in message['content'] -%}",
+            "{%- if item['type'] == 'text' -%}{{- item['text'] -}}",
+            "{%- elif item['type'] in media -%}{{- media[item['type']] -}}",
+            "{%- else -%}{{- raise_exception('unsupported content type: ' + item['type']) -}}",
+            "{%- endif -%}{%- endfor -%}{%- endif -%}",
+            "{{- " + lit(f"{t.im_end}\n") + " -}}",
+            "{%- endfor -%}",
+            "{%- if add_generation_prompt -%}{{- " + lit(f"{t.im_start}assistant\n") + " -}}{%- endif -%}",
+        ]
+        return "\n".join(lines)
+
+    def brackets_around(self, kind: str) -> tuple[str, str, str]:
+        """(start, placeholder, end) of one media item before expansion."""
+        start, end = self.tokens.brackets(kind)
+        return start, self.tokens.placeholder(kind), end
+
+
+def _literal(text: str) -> str:
+    """A Jinja string literal of `text`."""
+    return json.dumps(text, ensure_ascii=False)

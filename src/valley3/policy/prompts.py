@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,9 @@ def build_processor(
         a = model.audio
         audio = AudioSpec(a.sampling_rate, a.n_mels, a.n_fft, a.hop_length, model.audio_num_tokens)
     template = ChatTemplate(tokens, system_prompt)
+    video = video or VideoSpec()
+    if video.ids_per_second is None:  # a video's audio interleaves on the model's time scale
+        video = replace(video, ids_per_second=getattr(model.decoder, "position_id_per_seconds", 25))
     processor = OmniProcessor(tokenizer, template, image=image, audio=audio, video=video)
     model.bind_tokenizer(processor.token_ids, len(tokenizer))
     return processor
@@ -89,4 +93,5 @@ def with_completion(prompt: Example, completion: list[int], loss_mask: list[int]
     return dataclasses.replace(
         prompt, input_ids=torch.cat([prompt.input_ids, ids]), sample_id=f"{prompt.sample_id}#{index}",
         labels=torch.cat([torch.full_like(prompt.input_ids, IGNORE_INDEX), labels]),
+        prompt=None, reference=None,  # a scored sequence, not a generation prompt: no texts ride along
     )

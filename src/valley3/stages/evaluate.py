@@ -90,9 +90,10 @@ class EvalStage(OmniStage):
         budget = benchmark.max_new_tokens or self.hparams.max_new_tokens
         preds = self.generate_text(batch, max_new_tokens=budget)
         rows = [(index, pred) for index, real, pred in zip(batch["eval_index"], batch["eval_real"], preds) if real]
-        if rows:
-            benchmark.update(self.benchmark_metrics[benchmark.name], [items[i] for i, _ in rows], [p for _, p in rows])
-            self._records += [(position, i, benchmark.record(items[i], p)) for i, p in rows]
+        if rows:  # one scoring per output feeds both the metrics and predictions.jsonl
+            metrics = self.benchmark_metrics[benchmark.name]
+            lines = benchmark.evaluate(metrics, [items[i] for i, _ in rows], [p for _, p in rows])
+            self._records += [(position, i, line) for (i, _), line in zip(rows, lines)]
 
     def on_test_epoch_end(self) -> None:
         rows = []

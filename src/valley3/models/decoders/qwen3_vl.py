@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -15,7 +16,9 @@ from valley3.compat import build_from_config
 from valley3.models.attention import SDPA_VARLEN, packed_inputs, register_backends, resolve_backend
 from valley3.models.decoders.base import Decoder
 from valley3.models.decoding import DecodeState
-from valley3.models.positions import Audio, Image, Text, Video, placeholder_runs, tm_rope_ids
+from valley3.models.positions import (
+    AUDIO_IN_VIDEO, Audio, Image, Text, Video, audio_in_video_order, placeholder_runs, tm_rope_ids,
+)
 from valley3.models.presets import DECODERS, resolve
 from valley3.models.init_args import records_init_args
 
@@ -184,9 +187,12 @@ class Qwen3VLDecoder(Decoder):
         out = torch.zeros(3, *input_ids.shape, dtype=torch.long)
         nxt = torch.zeros(input_ids.shape[0], dtype=torch.long)
         for row, span in _samples(input_ids, attention_mask, cu_seqlens):
-            segments = []
-            for kind, n in placeholder_runs(input_ids[row, span].tolist(), kinds):
+            tokens, segments, at = input_ids[row, span], [], 0
+            for kind, n in placeholder_runs(tokens.tolist(), kinds):
                 segments.append(_segment(kind, n, items, self.merge))
+                if kind == AUDIO_IN_VIDEO:  # the video's own audio, interleaved by time (use_audio_in_video)
+                    _check_order(segments[-1], tokens[at : at + n] == token_ids["video"], self.position_id_per_seconds)
+                at += n
             ids, nxt[row] = tm_rope_ids(segments, self.position_id_per_seconds)
             out[:, row, span] = ids
         return out.to(input_ids.device), nxt.to(input_ids.device)
@@ -284,16 +290,31 @@ def _video_segments(grids, timestamps, frames, merge, temporal_patch) -> Iterato
         yield Video(t, h // merge, w // merge, timestamps=steps)
 
 
+def _size(segment: Image | Video) -> int:
+    audio = getattr(segment, "audio", None)
+    return segment.t * segment.h * segment.w + (audio.n if audio is not None else 0)
+
+
+def _check_order(video: Video, is_video: torch.Tensor, ids_per_second: float) -> None:
+    """The interleaved block's tokens must lie in the order the positions assume (same time scale as the processor)."""
+    expected = audio_in_video_order(video, ids_per_second) < video.t * video.h * video.w
+    if not torch.equal(expected, is_video.cpu()):
+        raise ValueError(f"a video's interleaved audio tokens are not in time order at {ids_per_second} ids per "
+                         "second; was the processor built for this model (VideoSpec.ids_per_second)?")
+
+
 def _segment(kind, n, items, merge):
     if kind is None:
         return Text(n)
     if kind == "audio":
         return Audio(n)  # the release numbers audio tokens consecutively (get_rope_index_qwen3omni)
-    item = next(items[kind], None)
+    item = next(items["video" if kind == AUDIO_IN_VIDEO else kind], None)
     if item is None:
-        raise ValueError(f"a run of {n} {kind} placeholders has no {kind} input")
+        raise ValueError(f"a run of {n} {kind} placeholders has no {kind.split('+')[0]} input")
     segment = Image(int(item[0]), int(item[1]) // merge, int(item[2]) // merge) if kind == "image" else item
-    if segment.t * segment.h * segment.w != n:
+    if kind == AUDIO_IN_VIDEO and n > _size(segment):
+        segment = replace(segment, audio=Audio(n - _size(segment)))
+    if _size(segment) != n:
         raise ValueError(f"a run of {n} {kind} placeholders for a grid of {segment.t * segment.h * segment.w} tokens")
     return segment
 
