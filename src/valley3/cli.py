@@ -47,23 +47,19 @@ def _data_main(argv: list[str]) -> None:
     demo.add_argument("--speech", choices=["auto", "espeak", "synthetic"], default="auto")
     from valley3.data import streaming
     from valley3.data.curation import image_tools
-    from valley3.stages import quality
+    from valley3.stages import quality, verify
     from valley3.stages import reject_sample as rejection
 
     rejection.add_parser(sub)
     rejection.add_zpd_parser(sub)
     image_tools.add_parsers(sub)
-    quality.add_parser(sub)
-    streaming.add_parser(sub)
+    for tool in (quality, streaming, verify):
+        tool.add_parser(sub)
+    runners = {"reject-sample": rejection, "zpd": rejection, "crops": image_tools, "dedup": image_tools,
+               "quality": quality, "shard": streaming, "verify": verify}
     args = parser.parse_args(argv)
-    if args.command in ("reject-sample", "zpd"):
-        rejection.run_command(args)
-    if args.command in ("crops", "dedup"):
-        image_tools.run_command(args)
-    if args.command == "quality":
-        quality.run_command(args)
-    if args.command == "shard":
-        streaming.run_command(args)
+    if args.command in runners:
+        runners[args.command].run_command(args)
     if args.command == "demo":
         from valley3.data.demo import make_demo
         from valley3.eval.demo_split import write_eval_split

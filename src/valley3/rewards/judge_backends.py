@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -106,11 +107,15 @@ class PolicyJudge(JudgeBackend):
         return self._policy
 
     def complete(self, requests: Sequence[list[Message]], max_tokens: int, temperature: float) -> list[str | None]:
+        from valley3.data.openai_messages import to_record
+
         out: list[str | None] = []
-        for start in range(0, len(requests), self.batch_size):
-            records = [{"messages": m} for m in requests[start : start + self.batch_size]]
-            groups = self.policy.generate(records, n=1, max_new_tokens=max_tokens, temperature=temperature, seed=0)
-            out += [group[0].text for group in groups]
+        with tempfile.TemporaryDirectory(prefix="valley3-judge-") as media_dir:  # decoded data URLs, if any
+            for start in range(0, len(requests), self.batch_size):
+                # OpenAI messages: image/audio/video parts (local paths or data URLs) reach a multimodal judge
+                records = [to_record(m, media_dir) for m in requests[start : start + self.batch_size]]
+                groups = self.policy.generate(records, n=1, max_new_tokens=max_tokens, temperature=temperature, seed=0)
+                out += [group[0].text for group in groups]
         return out
 
 
