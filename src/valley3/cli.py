@@ -1,4 +1,4 @@
-"""The `valley3` command: LightningCLI's fit/validate/test/predict plus `data`, `pipeline` and `inspect`."""
+"""The `valley3` command: LightningCLI's fit/validate/test/predict plus `data`, `pipeline`, `sweep` and `inspect`."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ COMMANDS = {
     "predict": "answer held-out prompts; prints them and writes predictions.jsonl to the run folder",
     "data": "data tools: `data demo --out DIR` (the demo dataset), `data reject-sample ...` (S3's filter)",
     "pipeline": "run a recipe's stages in order, skipping finished ones: valley3 pipeline FILE [-- ARGS]",
+    "sweep": "fit then test every point of an ablation grid, skipping finished ones: valley3 sweep FILE",
     "inspect": "parameters per component and tokens per image/frame/second: valley3 inspect --config FILE",
 }
 LIGHTNING = ("fit", "validate", "test", "predict")
@@ -103,6 +104,11 @@ def main(argv: list[str] | None = None):
         return None
     if args[0] == "pipeline":
         _pipeline_main(args[1:])
+        return None
+    if args[0] == "sweep":
+        from valley3.sweep import main as sweep_main
+
+        sweep_main(args[1:])
         return None
     if args[0] == "inspect":
         from valley3.inspection import main as inspect_main
