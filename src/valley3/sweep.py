@@ -28,8 +28,10 @@ class Sweep:
         grid: axis -> {label: overrides}; every combination of the axes' labels is a point.
         zip: axis -> {label: overrides}, all axes the same length, stepped together (one label per point).
     An override maps a dotted config key to a value (`model.init_args.max_len: 256`); `fit.` or `test.` before
-    the key applies it to only that command; a string naming an existing file beside the sweep file is made
-    absolute (so `../../configs/model/connector/conv_adapter.yaml` works from any working folder).
+    the key applies it to only that command; the key `pipeline` swaps the point's single fit for a pipeline file
+    (`valley3 pipeline`: staged recipes), whose last fit step's weights are tested; a string naming an existing
+    file beside the sweep file is made absolute (`../../configs/model/connector/conv_adapter.yaml` works from any
+    working folder).
     """
 
     base: list[str]
@@ -66,9 +68,12 @@ class Sweep:
             for step in zipped:
                 chosen = [*combo, *step]
                 labels = {axis: label for axis, label, _ in chosen}
-                fit, test = [], []
+                fit, test, pipeline = [], [], None
                 for _, _, overrides in chosen:
                     for key, value in (overrides or {}).items():
+                        if key == "pipeline":
+                            pipeline = self._value(value)
+                            continue
                         target, key = _target(key)
                         arg = f"--{key}={self._value(value)}"
                         if target != "test":
@@ -76,7 +81,7 @@ class Sweep:
                         if target != "fit":
                             test.append(arg)
                 name = "-".join(str(label) for label in labels.values())
-                points.append({"name": name, "labels": labels, "fit": fit, "test": test})
+                points.append({"name": name, "labels": labels, "fit": fit, "test": test, "pipeline": pipeline})
         names = [p["name"] for p in points]
         if len(set(names)) != len(names):
             raise ValueError(f"sweep points need distinct labels, got {names}")
@@ -106,17 +111,25 @@ def run_point(sweep: Sweep, point: dict[str, Any], out: str | Path, extra: list[
     done = folder / POINT_DONE
     if done.exists():
         return json.loads(done.read_text()) | {"status": "skipped (done)"}
+    # every fit step logs into one folder: a pipeline's steps follow each other in its loss curve
     logger = {"class_path": "lightning.pytorch.loggers.TensorBoardLogger",
               "init_args": {"save_dir": str(folder), "name": "tb", "version": "fit"}}
-    step = Step("fit", fit=list(sweep.base), init_from=None,
-                args=[*point["fit"], f"--trainer.logger={json.dumps(logger)}"])
-    fit_args = [*sweep.args.get("fit", []), *extra]
-    (fit_row,) = run_pipeline(Pipeline([step], root=sweep.root), fit=main, out=str(folder), extra_args=fit_args)
+    fit_args = [*sweep.args.get("fit", []), *extra, f"--trainer.logger={json.dumps(logger)}"]
+    if point.get("pipeline"):
+        pipeline = Pipeline.from_yaml(point["pipeline"])
+        fit_args = [*point["fit"], *fit_args]
+    else:
+        pipeline = Pipeline([Step("fit", fit=list(sweep.base), init_from=None, args=point["fit"])], root=sweep.root)
+    rows = run_pipeline(pipeline, fit=main, out=str(folder), extra_args=fit_args)
+    fits = [(s.name, r) for s, r in zip(pipeline.steps, rows) if s.fit]
+    last, fit_row = fits[-1]
+    total = {key: sum(r[key] for _, r in fits) for key in ("steps", "tokens", "seconds")}
+    fit_row = fit_row | total | {"first_loss": fits[0][1]["first_loss"]}
     scores: dict[str, float] = {}
     if sweep.eval:
         test_dir = folder / "test"
         main(["test", *sweep.configs(sweep.eval), *point["test"], *sweep.args.get("test", []),
-              f"--model.init_args.init_from={folder / 'fit' / 'final.ckpt'}", f"--model.init_args.out_dir={test_dir}",
+              f"--model.init_args.init_from={folder / last / 'final.ckpt'}", f"--model.init_args.out_dir={test_dir}",
               "--trainer.logger=false", f"--trainer.default_root_dir={test_dir}"])
         scores = overall_scores(test_dir / "results.json")
     row = {"point": point["name"], **point["labels"], "steps": fit_row["steps"], "tokens": fit_row["tokens"],

@@ -35,16 +35,26 @@ def markdown(rows: Sequence[dict[str, Any]]) -> str:
 
 
 def loss_curve(event_dir: Path, tag: str = "train/loss") -> list[tuple[int, float]]:
-    """(step, value) of a scalar from a run's TensorBoard event files; [] when there are none."""
+    """(step, value) of a scalar from a run's TensorBoard event files; [] when there are none.
+
+    Several runs in one folder (a pipeline's steps, each counting from 0) are laid end to end.
+    """
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     if not event_dir.is_dir():
         return []
-    events = EventAccumulator(str(event_dir), size_guidance={"scalars": 0})  # 0: keep every point
+    # 0: keep every point; no purge, which would drop a finished step's points when the next step restarts at 0
+    events = EventAccumulator(str(event_dir), size_guidance={"scalars": 0}, purge_orphaned_data=False)
     events.Reload()
     if tag not in events.Tags()["scalars"]:
         return []
-    return [(e.step, e.value) for e in events.Scalars(tag)]
+    curve, offset, previous = [], 0, -1
+    for event in events.Scalars(tag):
+        if event.step + offset <= previous:  # the next run of the folder
+            offset = previous + 1
+        previous = event.step + offset
+        curve.append((previous, event.value))
+    return curve
 
 
 def write_report(rows: Sequence[dict[str, Any]], out: Path, event_dirs: Sequence[Path]) -> dict[str, Path]:
