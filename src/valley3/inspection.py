@@ -21,7 +21,7 @@ from valley3.data.media.video import sample_indices
 from valley3.data.media_runs import VideoSpec
 from valley3.models import OmniModel
 from valley3.models.audio import AudioEncoder
-from valley3.models.decoders import Decoder
+from valley3.models.decoders import Decoder, Qwen3VLDecoder
 from valley3.models.vision import VisionEncoder
 
 IMAGE_SIZES = ((384, 384), (768, 1152), (1536, 1536), (384, 3072))  # (width, height) in pixels
