@@ -1,8 +1,9 @@
-"""The `valley3` command: LightningCLI's fit/validate/test/predict plus `data`, `pipeline` and `inspect`."""
+"""The `valley3` command: LightningCLI's fit/validate/test/predict plus `data`, `pipeline`, `sweep` and `inspect`."""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 
 # Every command, as `valley3` with no arguments and `valley3 --help` list them. fit/validate/test/predict go to
@@ -12,14 +13,18 @@ COMMANDS = {
     "validate": "run a stage's validation loop on a checkpoint",
     "test": "score a checkpoint: valley3 test --config experiments/demo/eval.yaml --ckpt_path CKPT",
     "predict": "answer held-out prompts; prints them and writes predictions.jsonl to the run folder",
-    "data": "data tools: `data demo --out DIR` (the demo dataset), `data reject-sample ...` (S3's filter), "
-            "`data zpd ...` (GRPO's pass-rate band)",
+    "data": "data tools: demo (the demo dataset), reject-sample (S3's filter), zpd (GRPO's filter), crops, dedup, "
+            "quality (IFD), verify (visual verification), shard (litdata shards): valley3 data TOOL --help",
     "pipeline": "run a recipe's stages in order, skipping finished ones: valley3 pipeline FILE [-- ARGS]",
+    "sweep": "fit then test every point of an ablation grid, skipping finished ones: valley3 sweep FILE",
     "inspect": "parameters per component and tokens per image/frame/second: valley3 inspect --config FILE",
     "export": "an HF folder of a checkpoint (Qwen3-VL + AuT: the release's layout): valley3 export --ckpt F --out D",
     "serve": "OpenAI-compatible chat server for a checkpoint (judge, demos): valley3 serve --ckpt CKPT [--port N]",
 }
 LIGHTNING = ("fit", "validate", "test", "predict")
+# Commands whose module's main(argv) parses the rest of the line.
+_TOOLS = {"sweep": "valley3.sweep", "inspect": "valley3.inspection", "export": "valley3.stages.hf_export",
+          "serve": "valley3.serve"}
 
 
 def usage() -> str:
@@ -104,20 +109,8 @@ def main(argv: list[str] | None = None):
     if args[0] == "pipeline":
         _pipeline_main(args[1:])
         return None
-    if args[0] == "export":
-        from valley3.stages.hf_export import main as export_main
-
-        export_main(args[1:])
-        return None
-    if args[0] == "serve":
-        from valley3.serve import main as serve_main
-
-        serve_main(args[1:])
-        return None
-    if args[0] == "inspect":
-        from valley3.inspection import main as inspect_main
-
-        inspect_main(args[1:])
+    if args[0] in _TOOLS:  # each tool's module has a main(argv); imported only when its command runs
+        importlib.import_module(_TOOLS[args[0]]).main(args[1:])
         return None
     if not args[0].startswith("-") and args[0] not in LIGHTNING:
         print(f"valley3: unknown command {args[0]!r}\n\n{usage()}", file=sys.stderr)
