@@ -7,11 +7,15 @@ import inspect
 import sys
 from copy import deepcopy
 
-from jsonargparse import DefaultHelpFormatter
-from lightning.pytorch.cli import LightningCLI
+from valley3.threads import set_thread_env
 
-from valley3.data.datamodules import BaseDataModule
-from valley3.stages.base import OmniStage
+set_thread_env()  # before torch loads: OpenMP reads its thread settings once, then
+
+from jsonargparse import DefaultHelpFormatter  # noqa: E402
+from lightning.pytorch.cli import LightningCLI  # noqa: E402
+
+from valley3.data.datamodules import BaseDataModule  # noqa: E402
+from valley3.stages.base import OmniStage  # noqa: E402
 
 # Families a researcher swaps with one config key; listed in --help with each class's first docstring line.
 _FAMILIES = {

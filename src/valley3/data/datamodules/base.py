@@ -19,6 +19,7 @@ from valley3.data.mixture import Mixture, MixtureSampler, Source
 from valley3.data.processor import Example, OmniProcessor, SampleError
 from valley3.data.sampler import ResumableLoader
 from valley3.data.schema import Sample, SchemaError
+from valley3.threads import loader_workers, resolve_workers
 
 
 class SampleDataset(Dataset):
@@ -60,7 +61,8 @@ class BaseDataModule(L.LightningDataModule):
         test: test file(s).
         predict: file(s) whose prompts `valley3 predict` answers (a final assistant turn is held out).
         batch_size: samples per batch (per device).
-        num_workers: DataLoader worker processes.
+        num_workers: DataLoader worker processes, or "auto": half the cores this process may use (affinity and
+            cgroup quota, or $VALLEY3_CPUS), at most 8, none on one core. Each worker runs one thread.
         format: "auto", "messages" or "llava".
         media_root: folder relative media paths are resolved against (default: each file's folder).
         strict: raise on an unreadable media file or unusable sample instead of skipping it.
@@ -86,7 +88,7 @@ class BaseDataModule(L.LightningDataModule):
         test: str | list[str] | None = None,
         predict: str | list[str] | None = None,
         batch_size: int = 4,
-        num_workers: int = 0,
+        num_workers: int | str = "auto",
         format: str = "auto",
         media_root: str | None = None,
         strict: bool = False,
@@ -98,7 +100,7 @@ class BaseDataModule(L.LightningDataModule):
         super().__init__()
         self.files = {split: _as_list(f) for split, f in [("train", train), ("val", val), ("test", test), ("predict", predict)]}
         self.batch_size = batch_size
-        self.num_workers = num_workers
+        self.num_workers = resolve_workers(num_workers)
         self.format = format
         self.media_root = media_root
         self.strict = strict
@@ -171,9 +173,8 @@ class BaseDataModule(L.LightningDataModule):
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
-            num_workers=self.num_workers,
             collate_fn=PadCollator(self.processor.pad_id, padding_side="left" if generation else "right"),
-            persistent_workers=self.num_workers > 0,
+            **loader_workers(self.num_workers),
         )
 
     def train_dataloader(self) -> DataLoader | list:
@@ -190,8 +191,8 @@ class BaseDataModule(L.LightningDataModule):
                                    world, fixed_index=not self.sources)
         else:
             sampler = MixtureSampler(mixture, self.seed, rank, world)
-            loader = ResumableLoader(dataset, batch_size=self.batch_size, sampler=sampler, num_workers=self.num_workers,
-                                     collate_fn=PadCollator(self.processor.pad_id), persistent_workers=self.num_workers > 0)
+            loader = ResumableLoader(dataset, batch_size=self.batch_size, sampler=sampler,
+                                     collate_fn=PadCollator(self.processor.pad_id), **loader_workers(self.num_workers))
         if self._resume is not None:
             _resume(loader, self._resume, self.seed, world)
             self._resume = None  # once: a later loader (reload_dataloaders_every_n_epochs) starts its epoch afresh

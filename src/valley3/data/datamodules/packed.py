@@ -21,6 +21,7 @@ from valley3.data.mixture import Mixture
 from valley3.data.pack_index import cost_index, index_key, pack_index
 from valley3.data.packing import OnlinePacker, PackBudget, PackingCollator, packs_in_order
 from valley3.data.sampler import ResumableLoader, ShardSampler
+from valley3.threads import loader_workers
 
 MODES = ("offline", "online")
 
@@ -186,8 +187,7 @@ def packed_loader(dataset, config: PackingConfig, processor, mixture: Mixture, s
     audio = processor.audio
     rate = audio.sampling_rate / audio.hop_length if audio is not None else 100.0
     collate = PackingCollator(processor.pad_id, config.budget, media_ids)
-    common = {"batch_size": config.packs_per_batch, "num_workers": num_workers, "collate_fn": collate,
-              "persistent_workers": num_workers > 0}
+    common = {"batch_size": config.packs_per_batch, "collate_fn": collate, **loader_workers(num_workers)}
     if config.mode == "online":
         if world_size > 1:
             raise ValueError(f"online packing gives ranks unequal numbers of packs (DDP would hang) and cannot run on "
