@@ -8,9 +8,9 @@ from dataclasses import dataclass
 import torch
 
 from valley3.data.media import MediaError
-from valley3.data.media.audio import log_mel
+from valley3.data.media.audio import load_audio, log_mel
 from valley3.data.media.image import load_image, tile_image, to_pixels
-from valley3.data.media.video import load_video, sample_indices
+from valley3.data.media.video import load_video, load_video_audio, sample_indices
 
 
 @dataclass(frozen=True)
@@ -93,3 +93,21 @@ def video_pixels(image: ImageSpec, video: VideoSpec, path: str) -> tuple[torch.T
     clip = load_video(path, video.num_frames, video.fps, video.max_frames, video.backend)
     height, width = clip.frames.shape[1:3]
     return clip.pixels(image.resize(height, width), image.mean, image.std), clip.timestamps
+
+
+class MediaDecoder:
+    """What the processor loads each media item with: decoded, sized and normalised tensors."""
+
+    def image(self, spec: ImageSpec, path: str, tile: bool) -> list[torch.Tensor]:
+        return image_pixels(spec, path, tile)
+
+    def audio(self, spec: AudioSpec, path: str) -> torch.Tensor:
+        return audio_mel(spec, load_audio(path, spec.sampling_rate), path)
+
+    def video(self, image: ImageSpec, video: VideoSpec, path: str) -> tuple[torch.Tensor, torch.Tensor]:
+        return video_pixels(image, video, path)
+
+    def video_audio(self, spec: AudioSpec, path: str) -> torch.Tensor | None:
+        """The log-mel of a video's audio track, None when it has none."""
+        wave = load_video_audio(path, spec.sampling_rate)
+        return None if wave is None else audio_mel(spec, wave, path)

@@ -8,10 +8,9 @@ from dataclasses import dataclass, field
 import torch
 
 from valley3.data.media import MediaError
-from valley3.data.media.audio import load_audio
 from valley3.data.media.image import should_tile
-from valley3.data.media.video import load_video_audio
-from valley3.data.media_runs import AudioSpec, ImageSpec, VideoSpec, audio_mel, image_pixels, video_pixels
+from valley3.data.media_costs import MediaProbe
+from valley3.data.media_runs import AudioSpec, ImageSpec, MediaDecoder, VideoSpec
 from valley3.data.schema import MEDIA_KINDS, Sample
 from valley3.data.templates import ChatTemplate, SpecialTokens
 
@@ -84,6 +83,18 @@ class OmniProcessor:
         self._reserved = [tokens.placeholder(k) for k in MEDIA_KINDS]
 
     def __call__(self, sample: Sample, generation: bool = False) -> Example:
+        return self._render(sample, generation, MediaDecoder())
+
+    def measure(self, sample: Sample) -> tuple[Example, int]:
+        """The training example `self(sample)` gives, its media as meta tensors of the same shapes read from
+        headers and container metadata, and how many media items still had to be decoded (no metadata told).
+
+        Costs (tokens, media counts) equal the decoded example's; a file corrupt past its header passes here.
+        """
+        probe = MediaProbe()
+        return self._render(sample, False, probe), probe.decoded
+
+    def _render(self, sample: Sample, generation: bool, media_loader) -> Example:
         turns, reference = sample.turns, None
         if generation and turns[-1].role == "assistant":
             turns, reference = turns[:-1], turns[-1].content
@@ -100,7 +111,7 @@ class OmniProcessor:
                 if not piece:
                     continue
                 if piece.startswith("<") and piece[1:-1] in MEDIA_KINDS:
-                    run = self._media_run(piece[1:-1], next(media[piece[1:-1]]).path, example, sample)
+                    run = self._media_run(piece[1:-1], next(media[piece[1:-1]]).path, example, sample, media_loader)
                     ids += run
                     labels += [IGNORE_INDEX] * len(run)
                 else:
@@ -112,27 +123,26 @@ class OmniProcessor:
         example.labels = torch.tensor(labels, dtype=torch.long)
         return example
 
-    def _media_run(self, kind: str, path: str, example: Example, sample: Sample) -> list[int]:
+    def _media_run(self, kind: str, path: str, example: Example, sample: Sample, loader) -> list[int]:
         """Load one media item onto `example` and return its bracketed placeholder ids."""
         if kind == "image" and self.image is not None:
             # Valley2's policy: only a sample's single image is tiled; its tiles share one placeholder run.
-            pixels = image_pixels(self.image, path, tile=should_tile(len(sample.media_of("image"))))
+            pixels = loader.image(self.image, path, tile=should_tile(len(sample.media_of("image"))))
             example.pixel_values += pixels
             return self._run("image", sum(self.image.num_tokens(*px.shape[-2:]) for px in pixels))
         if kind == "audio" and self.audio is not None:
-            return self._audio_run(load_audio(path, self.audio.sampling_rate), path, example)
+            return self._audio_run(loader.audio(self.audio, path), path, example)
         if kind == "video" and self.image is not None:
-            frames, times = video_pixels(self.image, self.video, path)
+            frames, times = loader.video(self.image, self.video, path)
             grids = -(-frames.shape[0] // self.image.temporal_patch)  # a last odd frame is paired with itself
             run = self._run("video", grids * self.image.num_tokens(*frames.shape[-2:]))
-            wave = load_video_audio(path, self.audio.sampling_rate) if self.video_audio else None
+            mel = loader.video_audio(self.audio, path) if self.video_audio else None
             example.video_pixels.append(frames)
             example.video_timestamps.append(times)
-            return run if wave is None else run + self._audio_run(wave, path, example)
+            return run if mel is None else run + self._audio_run(mel, path, example)
         raise SampleError(f"{sample.source} (sample {sample.id!r}): has {kind} input but the model takes no {kind}")
 
-    def _audio_run(self, wave: torch.Tensor, path: str, example: Example) -> list[int]:
-        mel = audio_mel(self.audio, wave, path)
+    def _audio_run(self, mel: torch.Tensor, path: str, example: Example) -> list[int]:
         n = self.audio.num_tokens(mel.shape[-1])
         if n == 0:  # an empty run would drop the clip without a trace
             raise MediaError(path, f"{mel.shape[-1]} mel frames are too short to give one audio token")

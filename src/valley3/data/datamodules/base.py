@@ -36,13 +36,21 @@ class SampleDataset(Dataset):
         return len(self.samples)
 
     def __getitem__(self, index: int) -> Example | None:
+        return self._guarded(index, lambda sample: self.processor(sample, generation=self.generation))
+
+    def measure(self, index: int) -> tuple[Example | None, int]:
+        """Sample `index` as `OmniProcessor.measure` gives it (media as meta tensors read from metadata) and the
+        media items it still had to decode; (None, 0) when it is skipped."""
+        return self._guarded(index, self.processor.measure) or (None, 0)
+
+    def _guarded(self, index: int, process):
         sample = self.samples[index]
         try:
-            return self.processor(sample, generation=self.generation)
+            return process(sample)
         except (MediaError, SampleError) as err:
             if self.strict:
                 raise
-            warnings.warn(f"skipping sample {sample.id!r} ({sample.source}): {err}", stacklevel=2)
+            warnings.warn(f"skipping sample {sample.id!r} ({sample.source}): {err}", stacklevel=3)
             return None
 
 
