@@ -9,7 +9,8 @@ import torch
 
 from valley3.data.media import MediaError
 from valley3.data.media.audio import load_audio, log_mel
-from valley3.data.media.image import load_image, tile_image, to_pixels
+from valley3.data.media.image import load_image, tile_grid, tile_image, to_pixels
+from valley3.data.media.probe import image_size
 from valley3.data.media.video import load_video, load_video_audio, sample_indices
 
 
@@ -74,10 +75,22 @@ class VideoSpec:
 
 
 def image_pixels(spec: ImageSpec, path: str, tile: bool) -> list[torch.Tensor]:
-    """One image as the [3, H, W] tensors the encoder sees: its tiles and thumbnail when `tile`, else itself."""
-    image = load_image(path)
-    parts = tile_image(image, spec.size, spec.max_tiles) if tile and spec.max_tiles > 1 else [image]
-    return [to_pixels(p, spec.resize(p.height, p.width), spec.mean, spec.std) for p in parts]
+    """One image as the [3, H, W] tensors the encoder sees: its tiles and thumbnail when `tile`, else itself.
+
+    Sizes, grids and token counts follow the image's full size (read from its header); a large JPEG is then
+    decoded at the reduced scale that still covers them (`load_image(reduce_to=...)`).
+    """
+    size = image_size(path)
+    if size is None:  # a PNG whose orientation lies behind its pixels: decode to know
+        size = load_image(path).size
+    width, height = size
+    if tile and spec.max_tiles > 1:
+        grid = tile_grid(width, height, spec.size, spec.max_tiles)
+        image = load_image(path, reduce_to=(grid.cols * spec.size, grid.rows * spec.size))
+        return [to_pixels(p, spec.resize(p.height, p.width), spec.mean, spec.std)
+                for p in tile_image(image, spec.size, spec.max_tiles, grid=grid)]
+    target = spec.resize(height, width)
+    return [to_pixels(load_image(path, reduce_to=target[::-1]), target, spec.mean, spec.std)]
 
 
 def audio_mel(spec: AudioSpec, wave: torch.Tensor, path: str) -> torch.Tensor:

@@ -18,6 +18,10 @@ IGNORE_INDEX = -100
 _TAG = re.compile("|".join(f"(<{kind}>)" for kind in MEDIA_KINDS))
 
 
+def _is_tag(piece: str) -> bool:
+    return piece.startswith("<") and piece[1:-1] in MEDIA_KINDS
+
+
 class SampleError(ValueError):
     """A sample that cannot become an example (too long, reserved tokens, a modality the model lacks)."""
 
@@ -106,18 +110,20 @@ class OmniProcessor:
         ids: list[int] = []
         labels: list[int] = []
         example = Example(torch.empty(0), torch.empty(0), sample.id, sample.source, reference=reference)
-        for segment in self.template.segments(turns, add_generation_prompt=generation):
-            for piece in _TAG.split(segment.text):
-                if not piece:
-                    continue
-                if piece.startswith("<") and piece[1:-1] in MEDIA_KINDS:
-                    run = self._media_run(piece[1:-1], next(media[piece[1:-1]]).path, example, sample, media_loader)
-                    ids += run
-                    labels += [IGNORE_INDEX] * len(run)
-                else:
-                    piece_ids = self.tokenizer(piece, add_special_tokens=False)["input_ids"]
-                    ids += piece_ids
-                    labels += piece_ids if segment.trained else [IGNORE_INDEX] * len(piece_ids)
+        pieces = [(piece, segment.trained) for segment in self.template.segments(turns, add_generation_prompt=generation)
+                  for piece in _TAG.split(segment.text) if piece]
+        texts = [piece for piece, _ in pieces if not _is_tag(piece)]
+        # One call for the sample's text: the tokenizer's per-call overhead outweighs short pieces' encoding.
+        encoded = iter(self.tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else [])
+        for piece, trained in pieces:
+            if _is_tag(piece):
+                run = self._media_run(piece[1:-1], next(media[piece[1:-1]]).path, example, sample, media_loader)
+                ids += run
+                labels += [IGNORE_INDEX] * len(run)
+            else:
+                piece_ids = next(encoded)
+                ids += piece_ids
+                labels += piece_ids if trained else [IGNORE_INDEX] * len(piece_ids)
         ids, labels = self._fit(ids, labels, sample, generation)
         example.input_ids = torch.tensor(ids, dtype=torch.long)
         example.labels = torch.tensor(labels, dtype=torch.long)
