@@ -12,6 +12,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # tests/data/zoo.py writes the media
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # one thread per pass, as in a loader worker
 
 import torch  # noqa: E402
 
@@ -36,8 +37,8 @@ them, split equally over the modality's formats: images are 1024x768 JPEGs, and 
 JPEGs turned by EXIF; audio is 10-20 s of 16 kHz FLAC (ASR corpora), 44.1 kHz stereo WAV, 44.1 kHz MP3 and 48 kHz
 AAC in .m4a; videos are 10 s H.264 MP4s, 480x270 at 25 fps with a 16 kHz AAC track. The processor is the tiny
 Valley3 model's (Qwen3-VL native resolution, frame pairs, AuT audio, 16 frames per video plus its audio track).
-Both passes are `pack_index.measure` over the same samples in one process, in alternating blocks of 50 samples so
-both see the same background load; the decoding pass is the processor as it trains (reduced-scale JPEG decoding
+Both passes are `pack_index.measure` over the same samples in one process with one thread (torch, tokenizer), as
+in a loader worker, in alternating blocks of 50 samples so both see the same background load; the decoding pass is the processor as it trains (reduced-scale JPEG decoding
 included). The metadata pass is also run on every available core. 1M samples: 1e6 / (samples/s).
 """
 

@@ -144,7 +144,8 @@ def set_thread_env(env: MutableMapping[str, str] | None = None) -> dict[str, str
 
 
 def worker_init(worker_id: int) -> None:
-    """DataLoader `worker_init_fn`: one thread per worker (torch, OpenMP libraries loaded later, video decoders).
+    """DataLoader `worker_init_fn`: one thread per worker (torch, OpenMP libraries loaded later, video decoders,
+    tokenizers).
 
     Workers run side by side with the training process; a worker whose decoder starts a thread per core would
     take those cores from the training step.
@@ -157,6 +158,7 @@ def worker_init(worker_id: int) -> None:
     torch.set_num_threads(1)
     os.environ["OMP_NUM_THREADS"] = "1"
     os.environ[DECODE_THREADS_ENV] = "1"
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"  # a fast tokenizer's batch calls would start a thread pool
 
 
 def decode_threads() -> int:
