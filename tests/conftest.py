@@ -12,6 +12,8 @@ from PIL import Image
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# Data loads in the test process (num_workers: auto resolves to 0): warnings stay catchable, no forks per loader.
+os.environ.setdefault("VALLEY3_CPUS", "1")
 
 
 @pytest.fixture(scope="session")

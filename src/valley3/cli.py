@@ -6,6 +6,10 @@ import argparse
 import importlib
 import sys
 
+from valley3.threads import set_thread_env
+
+set_thread_env()  # before torch loads: OpenMP reads its thread settings once
+
 # Every command, as `valley3` with no arguments and `valley3 --help` list them. fit/validate/test/predict go to
 # LightningCLI (valley3._lightning); the others have their own small parsers. Heavy imports wait for a command.
 COMMANDS = {

@@ -75,6 +75,7 @@ class PackStats:
     truncated: int = 0  # over-long, cut to max_tokens
     skipped: int = 0  # over-long ("skip", or a cut through media) or alone over a media budget
     unreadable: int = 0  # the dataset gave None (media that could not be read)
+    decoded: int = 0  # media items the cost pass had to decode (their metadata could not tell)
 
     def pad_fraction(self, max_tokens: int) -> float:
         """Share of the packs' `max_tokens` capacity left empty."""

@@ -8,18 +8,19 @@ from dataclasses import dataclass, field
 import torch
 
 from valley3.data.media import MediaError
-from valley3.data.media.audio import load_audio
 from valley3.data.media.image import should_tile
-from valley3.data.media.video import load_video_audio
-from valley3.data.media_runs import (
-    AudioSpec, ImageSpec, VideoSpec, audio_mel, image_pixels, interleave_audio, video_pixels,
-)
+from valley3.data.media_costs import MediaProbe
+from valley3.data.media_runs import AudioSpec, ImageSpec, MediaDecoder, VideoSpec, interleave_audio
 from valley3.data.schema import MEDIA_KINDS, Sample
 from valley3.data.templates import ChatTemplate, SpecialTokens
 
 IGNORE_INDEX = -100
 CONTROL_TOKENS = ("reject", "escape")  # what happens to a tokenizer's special tokens found in data text
 _TAG = re.compile("|".join(f"(<{kind}>)" for kind in MEDIA_KINDS))
+
+
+def _is_tag(piece: str) -> bool:
+    return piece.startswith("<") and piece[1:-1] in MEDIA_KINDS
 
 
 class SampleError(ValueError):
@@ -110,6 +111,18 @@ class OmniProcessor:
         self._control = control_pattern(tokenizer, tokens)
 
     def __call__(self, sample: Sample, generation: bool = False) -> Example:
+        return self._render(sample, generation, MediaDecoder())
+
+    def measure(self, sample: Sample) -> tuple[Example, int]:
+        """The training example `self(sample)` gives, its media as meta tensors of the same shapes read from
+        headers and container metadata, and how many media items still had to be decoded (no metadata told).
+
+        Costs (tokens, media counts) equal the decoded example's; a file corrupt past its header passes here.
+        """
+        probe = MediaProbe()
+        return self._render(sample, False, probe), probe.decoded
+
+    def _render(self, sample: Sample, generation: bool, media_loader) -> Example:
         turns, reference = sample.turns, None
         if generation and turns[-1].role == "assistant":
             turns, reference = turns[:-1], turns[-1].content
@@ -127,27 +140,28 @@ class OmniProcessor:
         example = Example(torch.empty(0), torch.empty(0), sample.id, sample.source, reference=reference)
         if generation:
             example.prompt = next((t.content for t in reversed(turns) if t.role == "user"), None)
-        for segment in self.template.segments(turns, add_generation_prompt=generation):
-            for piece in _TAG.split(segment.text):
-                if not piece:
-                    continue
-                if piece.startswith("<") and piece[1:-1] in MEDIA_KINDS:
-                    run = self._media_run(piece[1:-1], next(media[piece[1:-1]]).path, example, sample)
-                    ids += run
-                    labels += [IGNORE_INDEX] * len(run)
-                else:
-                    piece_ids = self._encode(piece, escape=segment.data and self.control_tokens == "escape")
-                    ids += piece_ids
-                    labels += piece_ids if segment.trained else [IGNORE_INDEX] * len(piece_ids)
+        pieces = [(piece, segment.trained, segment.data and self.control_tokens == "escape")
+                  for segment in self.template.segments(turns, add_generation_prompt=generation)
+                  for piece in _TAG.split(segment.text) if piece]
+        plain = [piece for piece, _, escape in pieces if not _is_tag(piece) and not escape]
+        # One call for the sample's plain text: the tokenizer's per-call overhead outweighs short pieces' encoding.
+        encoded = iter(self.tokenizer(plain, add_special_tokens=False)["input_ids"] if plain else [])
+        for piece, trained, escape in pieces:
+            if _is_tag(piece):
+                run = self._media_run(piece[1:-1], next(media[piece[1:-1]]).path, example, sample, media_loader)
+                ids += run
+                labels += [IGNORE_INDEX] * len(run)
+            else:
+                piece_ids = self._escaped(piece) if escape else next(encoded)
+                ids += piece_ids
+                labels += piece_ids if trained else [IGNORE_INDEX] * len(piece_ids)
         ids, labels = self._fit(ids, labels, sample, generation)
         example.input_ids = torch.tensor(ids, dtype=torch.long)
         example.labels = torch.tensor(labels, dtype=torch.long)
         return example
 
-    def _encode(self, text: str, escape: bool) -> list[int]:
-        """Token ids of `text`; with `escape`, each control token in it is tokenized as plain text."""
-        if not escape:
-            return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+    def _escaped(self, text: str) -> list[int]:
+        """Token ids of `text` with each control token in it tokenized as plain text."""
         ids, start = [], 0
         for match in [*self._control.finditer(text), None]:
             end = match.start() if match else len(text)
@@ -157,32 +171,33 @@ class OmniProcessor:
                 start = match.end()
         return ids
 
-    def _media_run(self, kind: str, path: str, example: Example, sample: Sample) -> list[int]:
+    def _media_run(self, kind: str, path: str, example: Example, sample: Sample, loader) -> list[int]:
         """Load one media item onto `example` and return its bracketed placeholder ids."""
         if kind == "image" and self.image is not None:
             # Valley2's policy: only a sample's single image is tiled; its tiles share one placeholder run.
-            pixels = image_pixels(self.image, path, tile=should_tile(len(sample.media_of("image"))))
+            pixels = loader.image(self.image, path, tile=should_tile(len(sample.media_of("image"))))
             example.pixel_values += pixels
             return self._run("image", sum(self.image.num_tokens(*px.shape[-2:]) for px in pixels))
         if kind == "audio" and self.audio is not None:
-            return self._audio_run(load_audio(path, self.audio.sampling_rate), path, example)
+            return self._audio_run(loader.audio(self.audio, path), path, example)
         if kind == "video" and self.image is not None:
-            frames, times = video_pixels(self.image, self.video, path)
+            frames, times = loader.video(self.image, self.video, path)
             grids = -(-frames.shape[0] // self.image.temporal_patch)  # a last odd frame is paired with itself
             per_grid = self.image.num_tokens(*frames.shape[-2:])
-            wave = load_video_audio(path, self.audio.sampling_rate) if self.video_audio else None
+            mel = loader.video_audio(self.audio, path) if self.video_audio else None
             example.video_pixels.append(frames)
             example.video_timestamps.append(times)
-            if wave is None:
+            if mel is None:
                 return self._run("video", grids * per_grid)
-            if not self.video.audio_in_video:
-                return self._run("video", grids * per_grid) + self._audio_run(wave, path, example)
+            # Measured (meta) times: the interleaved block costs what the separate runs cost (the same ids, in
+            # another order, and the same four brackets), so costs need no frame times.
+            if not self.video.audio_in_video or times.is_meta:
+                return self._run("video", grids * per_grid) + self._audio_run(mel, path, example)
             seconds = (times[:: self.image.temporal_patch] - times[0]).tolist()
-            return self._audio_in_video_run(seconds, per_grid, self._audio_run(wave, path, example))
+            return self._audio_in_video_run(seconds, per_grid, self._audio_run(mel, path, example))
         raise SampleError(f"{sample.source} (sample {sample.id!r}): has {kind} input but the model takes no {kind}")
 
-    def _audio_run(self, wave: torch.Tensor, path: str, example: Example) -> list[int]:
-        mel = audio_mel(self.audio, wave, path)
+    def _audio_run(self, mel: torch.Tensor, path: str, example: Example) -> list[int]:
         n = self.audio.num_tokens(mel.shape[-1])
         if n == 0:  # an empty run would drop the clip without a trace
             raise MediaError(path, f"{mel.shape[-1]} mel frames are too short to give one audio token")

@@ -21,6 +21,7 @@ from valley3.data.mixture import Mixture, MixtureSampler, Source
 from valley3.data.processor import CONTROL_TOKENS, Example, OmniProcessor, SampleError
 from valley3.data.sampler import ResumableLoader
 from valley3.data.schema import Sample, SchemaError
+from valley3.threads import loader_workers, resolve_workers
 
 
 class SampleDataset(Dataset):
@@ -40,12 +41,23 @@ class SampleDataset(Dataset):
         return self.process(self.samples[index])
 
     def process(self, sample: Sample) -> Example | None:
+        return self._guarded(sample, lambda s: self.processor(s, generation=self.generation))
+
+    def measure(self, index: int) -> tuple[Example | None, int]:
+        """Sample `index` as `OmniProcessor.measure` gives it (media as meta tensors read from metadata) and the
+        media items it still had to decode; (None, 0) when it is skipped."""
+        return self.measure_sample(self.samples[index])
+
+    def measure_sample(self, sample: Sample) -> tuple[Example | None, int]:
+        return self._guarded(sample, self.processor.measure) or (None, 0)
+
+    def _guarded(self, sample: Sample, process):
         try:
-            return self.processor(sample, generation=self.generation)
+            return process(sample)
         except (MediaError, SampleError) as err:
             if self.strict:
                 raise
-            warnings.warn(f"skipping sample {sample.id!r} ({sample.source}): {err}", stacklevel=2)
+            warnings.warn(f"skipping sample {sample.id!r} ({sample.source}): {err}", stacklevel=3)
             return None
 
 
@@ -64,7 +76,8 @@ class BaseDataModule(L.LightningDataModule):
         test: test file(s).
         predict: file(s) whose prompts `valley3 predict` answers (a final assistant turn is held out).
         batch_size: samples per batch (per device).
-        num_workers: DataLoader worker processes.
+        num_workers: DataLoader worker processes, or "auto": half the cores this process may use (affinity and
+            cgroup quota, or $VALLEY3_CPUS), at most 8, none on one core. Each worker runs one thread.
         format: "auto", "messages" or "llava".
         media_root: folder relative media paths are resolved against (default: each file's folder).
         strict: raise on an unreadable media file or unusable sample instead of skipping it.
@@ -95,7 +108,7 @@ class BaseDataModule(L.LightningDataModule):
         test: str | list[str] | None = None,
         predict: str | list[str] | None = None,
         batch_size: int = 4,
-        num_workers: int = 0,
+        num_workers: int | str = "auto",
         format: str = "auto",
         media_root: str | None = None,
         strict: bool = False,
@@ -116,7 +129,7 @@ class BaseDataModule(L.LightningDataModule):
         self.control_tokens = control_tokens
         self.files = {split: _as_list(f) for split, f in [("train", train), ("val", val), ("test", test), ("predict", predict)]}
         self.batch_size = batch_size
-        self.num_workers = num_workers
+        self.num_workers = resolve_workers(num_workers)
         self.format = format
         self.media_root = media_root
         self.strict = strict
@@ -201,9 +214,8 @@ class BaseDataModule(L.LightningDataModule):
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
-            num_workers=self.num_workers,
             collate_fn=PadCollator(self.processor.pad_id, padding_side="left" if generation else "right"),
-            persistent_workers=self.num_workers > 0,
+            **loader_workers(self.num_workers),
         )
 
     def dataset(self, samples: list[Sample], generation: bool = False) -> Dataset:
@@ -224,8 +236,8 @@ class BaseDataModule(L.LightningDataModule):
                                    world, fixed_index=not self.sources)
         else:
             sampler = MixtureSampler(mixture, self.seed, rank, world)
-            loader = ResumableLoader(dataset, batch_size=self.batch_size, sampler=sampler, num_workers=self.num_workers,
-                                     collate_fn=PadCollator(self.processor.pad_id), persistent_workers=self.num_workers > 0)
+            loader = ResumableLoader(dataset, batch_size=self.batch_size, sampler=sampler,
+                                     collate_fn=PadCollator(self.processor.pad_id), **loader_workers(self.num_workers))
         if self._resume is not None:
             _resume(loader, self._resume, self.seed, world)
             self._resume = None  # once: a later loader (reload_dataloaders_every_n_epochs) starts its epoch afresh

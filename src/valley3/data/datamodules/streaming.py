@@ -22,6 +22,10 @@ class ShardSampleDataset(SampleDataset):
         with tempfile.TemporaryDirectory(prefix="valley3-shard-") as folder:
             return super().process(materialize(sample, self.stores, folder))
 
+    def measure_sample(self, sample: Sample) -> tuple[Example | None, int]:
+        with tempfile.TemporaryDirectory(prefix="valley3-shard-") as folder:
+            return super().measure_sample(materialize(sample, self.stores, folder))
+
 
 class StreamingDataModule(BaseDataModule):
     """Any mix of text, image, audio and video conversations, read from shard folders instead of JSONL files.
