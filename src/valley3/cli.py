@@ -20,6 +20,7 @@ COMMANDS = {
     "data": "data tools: demo (the demo dataset), reject-sample (S3's filter), zpd (GRPO's filter), crops, dedup, "
             "quality (IFD), verify (visual verification), shard (litdata shards): valley3 data TOOL --help",
     "pipeline": "run a recipe's stages in order, skipping finished ones: valley3 pipeline FILE [-- ARGS]",
+    "chat": "talk to a checkpoint: valley3 chat --ckpt CKPT [--effort high] [--max-thinking-tokens N] [--image F]",
     "sweep": "fit then test every point of an ablation grid, skipping finished ones: valley3 sweep FILE",
     "inspect": "parameters per component and tokens per image/frame/second: valley3 inspect --config FILE",
     "export": "an HF folder of a checkpoint (Qwen3-VL + AuT: the release's layout): valley3 export --ckpt F --out D",
@@ -27,7 +28,7 @@ COMMANDS = {
 }
 LIGHTNING = ("fit", "validate", "test", "predict")
 # Commands whose module's main(argv) parses the rest of the line.
-_TOOLS = {"sweep": "valley3.sweep", "inspect": "valley3.inspection", "export": "valley3.stages.hf_export",
+_TOOLS = {"chat": "valley3.chat", "sweep": "valley3.sweep", "inspect": "valley3.inspection", "export": "valley3.stages.hf_export",
           "serve": "valley3.serve"}
 
 

@@ -11,8 +11,8 @@ from valley3.data.media import MediaError
 from valley3.data.media.image import should_tile
 from valley3.data.media_costs import MediaProbe
 from valley3.data.media_runs import AudioSpec, ImageSpec, MediaDecoder, VideoSpec, interleave_audio
-from valley3.data.schema import MEDIA_KINDS, Sample
-from valley3.data.templates import ChatTemplate, SpecialTokens
+from valley3.data.schema import MEDIA_KINDS, Sample, Turn
+from valley3.data.templates import ChatTemplate, Segment, SpecialTokens
 
 IGNORE_INDEX = -100
 CONTROL_TOKENS = ("reject", "escape")  # what happens to a tokenizer's special tokens found in data text
@@ -141,7 +141,7 @@ class OmniProcessor:
         if generation:
             example.prompt = next((t.content for t in reversed(turns) if t.role == "user"), None)
         pieces = [(piece, segment.trained, segment.data and self.control_tokens == "escape")
-                  for segment in self.template.segments(turns, add_generation_prompt=generation)
+                  for segment in self._segments(sample, turns, generation)
                   for piece in _TAG.split(segment.text) if piece]
         plain = [piece for piece, _, escape in pieces if not _is_tag(piece) and not escape]
         # One call for the sample's plain text: the tokenizer's per-call overhead outweighs short pieces' encoding.
@@ -170,6 +170,13 @@ class OmniProcessor:
                 ids += self.tokenizer(match.group(), add_special_tokens=False, split_special_tokens=True)["input_ids"]
                 start = match.end()
         return ids
+
+    def _segments(self, sample: Sample, turns: list[Turn], generation: bool) -> list[Segment]:
+        """The template's segments; a reasoning sample's effort (`"effort"` in its record) goes into its system turn."""
+        try:
+            return self.template.segments(turns, add_generation_prompt=generation, effort=sample.meta.get("effort"))
+        except ValueError as err:
+            raise SampleError(f"{sample.source} (sample {sample.id!r}): {err}") from None
 
     def _media_run(self, kind: str, path: str, example: Example, sample: Sample, loader) -> list[int]:
         """Load one media item onto `example` and return its bracketed placeholder ids."""

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import astuple, dataclass
+from typing import Any
 
 from valley3.data.schema import Turn
+from valley3.reasoning.effort import EffortLevels, effort_levels
 
 
 @dataclass(frozen=True)
@@ -55,26 +58,40 @@ class Segment:
 class ChatTemplate:
     """Renders turns as ChatML segments; only assistant content and its end token are trained.
 
+    A reasoning sample names its effort level (`effort`): its system turn becomes the base system prompt followed
+    by the level set's effort block, the same bytes in SFT, RL and inference.
+
     Args:
         tokens: the special tokens.
         default_system: system prompt used when a sample has none ("" for none at all).
+        efforts: the reasoning-effort level set (`valley3.reasoning.effort_levels` spec; default the release's
+            minimal/medium/high).
+        train_thinking: False leaves the text inside `<thinking>...</thinking>` out of the loss (the markers and
+            the answer stay trained); the token ids are the same either way.
     """
 
-    def __init__(self, tokens: SpecialTokens | None = None, default_system: str = "You are a helpful assistant."):
+    def __init__(self, tokens: SpecialTokens | None = None, default_system: str = "You are a helpful assistant.",
+                 efforts: str | dict[str, Any] | EffortLevels | None = None, train_thinking: bool = True):
         self.tokens = tokens or SpecialTokens()
         self.default_system = default_system
+        self.efforts = effort_levels(efforts)
+        self.train_thinking = train_thinking
 
-    def segments(self, turns: list[Turn], add_generation_prompt: bool = False) -> list[Segment]:
+    def segments(self, turns: list[Turn], add_generation_prompt: bool = False, effort: str | None = None) -> list[Segment]:
         t = self.tokens
-        if turns[0].role != "system" and self.default_system:
+        if effort is not None:
+            turns = self.with_effort(turns, effort)
+        elif turns[0].role != "system" and self.default_system:
             turns = [Turn("system", self.default_system), *turns]
         out: list[Segment] = []
         for turn in turns:
             out.append(Segment(f"{t.im_start}{turn.role}\n", False))
             # The content is a segment of its own; tokenizers never merge across a special token, so the ids equal
-            # those of content and end token rendered together.
+            # those of content and end token rendered together. Assistant content is cut at the thinking markers
+            # so the thinking can go untrained (`train_thinking`).
             trained = turn.role == "assistant"
-            out.append(Segment(turn.content, trained, data=True))
+            pieces = self._assistant(turn.content) if trained else [Segment(turn.content, False)]
+            out += [Segment(piece.text, piece.trained, data=True) for piece in pieces]
             out.append(Segment(t.im_end, trained))
             out.append(Segment("\n", False))
         if add_generation_prompt:
@@ -117,3 +134,32 @@ class ChatTemplate:
 def _literal(text: str) -> str:
     """A Jinja string literal of `text`."""
     return json.dumps(text, ensure_ascii=False)
+    def text(self, turns: list[Turn], add_generation_prompt: bool = False, effort: str | None = None) -> str:
+        """The rendered conversation as one string (media tags not yet expanded)."""
+        return "".join(s.text for s in self.segments(turns, add_generation_prompt, effort))
+
+    def with_effort(self, turns: list[Turn], effort: str) -> list[Turn]:
+        """`turns` with the system prompt (the sample's, else the default) followed by `effort`'s block."""
+        if not isinstance(effort, str):
+            raise ValueError(f"effort must be a level name (one of {self.efforts.names}), got {effort!r}")
+        system = turns[0].role == "system"
+        base = turns[0].content if system else self.default_system
+        if self.efforts.mentions_effort(base):
+            raise ValueError(f"the system prompt already carries an effort line and effort={effort!r} adds another")
+        prompt = self.efforts.system_prompt(effort, base, self.tokens.think_start, self.tokens.think_end)
+        return [Turn("system", prompt), *(turns[1:] if system else turns)]
+
+    def _assistant(self, text: str) -> list[Segment]:
+        """Assistant text as trained segments, cut at the thinking markers so the thinking can go untrained."""
+        t = self.tokens
+        if t.think_start not in text and t.think_end not in text:
+            return [Segment(text, True)]
+        out, inside = [], False
+        # Cutting at special tokens leaves the ids unchanged: a tokenizer splits them out first anyway.
+        for piece in re.split(f"({re.escape(t.think_start)}|{re.escape(t.think_end)})", text):
+            if piece in (t.think_start, t.think_end):
+                inside = piece == t.think_start
+                out.append(Segment(piece, True))
+            elif piece:
+                out.append(Segment(piece, self.train_thinking or not inside))
+        return out

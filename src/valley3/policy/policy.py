@@ -19,6 +19,7 @@ from valley3.models.omni import OmniModel
 from valley3.policy.logprobs import TokenLogProbs, token_logprobs
 from valley3.policy.prompts import Prompt, build_processor, prompt_example, with_completion
 from valley3.policy.text import GrowingText
+from valley3.reasoning.effort import effort_levels
 
 # Batch keys that are not model inputs.
 _NOT_INPUTS = ("labels", "skipped", "references", "prompts")
@@ -195,6 +196,8 @@ def load_model_and_processor(ckpt_path: str | Path) -> tuple[OmniModel, OmniProc
     processor = build_processor(model, hparams.get("system_prompt", "You are a helpful assistant."),
                                 hparams.get("max_tiles", 1), VideoSpec(**(hparams.get("video") or {})))
     processor.max_len = hparams.get("max_len")  # a longer prompt is refused, never truncated
+    if "efforts" in hparams:  # a reasoning stage's level set: the effort prompt's bytes as in training
+        processor.template.efforts = effort_levels(hparams["efforts"])
     state = {k.removeprefix("model."): v for k, v in checkpoint["state_dict"].items() if k.startswith("model.")}
     model.load_state_dict(state)
     return model, processor

@@ -2,6 +2,7 @@
 
 from valley3.eval.benchmarks.base import Benchmark, EvalItem, SampleScore, answer_letter, options_block
 from valley3.eval.benchmarks.chinese_ecomqa import ChineseEcomQA, normalize_cjk
+from valley3.eval.benchmarks.demo_reasoning import DemoReasoning
 from valley3.eval.benchmarks.ebay import EBay
 from valley3.eval.benchmarks.ecinstruct import ECInstruct
 from valley3.eval.benchmarks.ecom_caption import EcomCaption
@@ -15,6 +16,7 @@ from valley3.eval.benchmarks.scored import Scored
 __all__ = [
     "Benchmark",
     "ChineseEcomQA",
+    "DemoReasoning",
     "EBay",
     "ECInstruct",
     "EComMMMU",
