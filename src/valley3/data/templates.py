@@ -130,10 +130,6 @@ class ChatTemplate:
         start, end = self.tokens.brackets(kind)
         return start, self.tokens.placeholder(kind), end
 
-
-def _literal(text: str) -> str:
-    """A Jinja string literal of `text`."""
-    return json.dumps(text, ensure_ascii=False)
     def text(self, turns: list[Turn], add_generation_prompt: bool = False, effort: str | None = None) -> str:
         """The rendered conversation as one string (media tags not yet expanded)."""
         return "".join(s.text for s in self.segments(turns, add_generation_prompt, effort))
@@ -163,3 +159,8 @@ def _literal(text: str) -> str:
             elif piece:
                 out.append(Segment(piece, self.train_thinking or not inside))
         return out
+
+
+def _literal(text: str) -> str:
+    """A Jinja string literal of `text`."""
+    return json.dumps(text, ensure_ascii=False)
