@@ -14,7 +14,7 @@ from torch import nn
 from valley3.data.datamodules import BaseDataModule
 from valley3.models import OmniModel
 from valley3.models.audio import AudioEncoder
-from valley3.models.decoders import HFDecoder
+from valley3.models.decoders import Decoder
 from valley3.models.vision import VisionEncoder
 from valley3.pipeline import Pipeline
 from valley3.stages import OmniStage
@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 COMPONENT_TYPES = {
     "vision": VisionEncoder,
     "audio": AudioEncoder,
-    "decoder": HFDecoder,
+    "decoder": Decoder,
     "model": OmniModel,
 }
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import astuple, dataclass
 from typing import Any
@@ -32,6 +33,10 @@ class SpecialTokens:
     def all(self) -> list[str]:
         return list(astuple(self))
 
+    def in_text(self) -> set[str]:
+        """Markup that data text itself carries (reasoning and tool-call spans): never a control token to escape."""
+        return {self.think_start, self.think_end, self.tool_call_start, self.tool_call_end}
+
     def placeholder(self, kind: str) -> str:
         """The token repeated once per feature of a media item of `kind`."""
         return {"image": self.image, "video": self.video, "audio": self.audio}[kind]
@@ -47,6 +52,7 @@ class SpecialTokens:
 class Segment:
     text: str
     trained: bool  # True where the tokens carry labels (assistant replies)
+    data: bool = False  # a turn's own text, not template markup: control tokens in it are rejected or escaped
 
 
 class ChatTemplate:
@@ -80,14 +86,49 @@ class ChatTemplate:
         out: list[Segment] = []
         for turn in turns:
             out.append(Segment(f"{t.im_start}{turn.role}\n", False))
-            if turn.role == "assistant":
-                out += self._assistant(f"{turn.content}{t.im_end}")
-                out.append(Segment("\n", False))
-            else:
-                out.append(Segment(f"{turn.content}{t.im_end}\n", False))
+            # The content is a segment of its own; tokenizers never merge across a special token, so the ids equal
+            # those of content and end token rendered together. Assistant content is cut at the thinking markers
+            # so the thinking can go untrained (`train_thinking`).
+            trained = turn.role == "assistant"
+            pieces = self._assistant(turn.content) if trained else [Segment(turn.content, False)]
+            out += [Segment(piece.text, piece.trained, data=True) for piece in pieces]
+            out.append(Segment(t.im_end, trained))
+            out.append(Segment("\n", False))
         if add_generation_prompt:
             out.append(Segment(f"{t.im_start}assistant\n", False))
         return out
+
+    def jinja(self) -> str:
+        """The same rendering as a Jinja chat template (for `tokenizer.apply_chat_template`), as Qwen-Omni's processors
+        expect it: a content item {"type": "image"|"video"|"audio"} becomes its bracketed placeholder
+        (<|vision_start|><|image_pad|><|vision_end|>, ...), which the processor expands; a string content may carry
+        valley3's <image>/<video>/<audio> tags instead."""
+        t, lit = self.tokens, _literal
+        media = {kind: "".join(self.brackets_around(kind)) for kind in ("image", "video", "audio")}
+        content = "message['content']" + "".join(f" | replace({lit(f'<{k}>')}, media[{lit(k)}])" for k in media)
+        lines = [
+            "{%- set media = " + "{" + ", ".join(f"{lit(k)}: {lit(v)}" for k, v in media.items()) + "} -%}",
+            "{%- if messages and messages[0]['role'] != 'system' and " + lit(self.default_system) + " -%}",
+            "{{- " + lit(f"{t.im_start}system\n{self.default_system}{t.im_end}\n") + " -}}",
+            "{%- endif -%}",
+            "{%- for message in messages -%}",
+            "{{- " + lit(t.im_start) + " + message['role'] + '\\n' -}}",
+            "{%- if message['content'] is string -%}{{- " + content + " -}}",
+            "{%- else -%}{%- for item in message['content'] -%}",
+            "{%- if item['type'] == 'text' -%}{{- item['text'] -}}",
+            "{%- elif item['type'] in media -%}{{- media[item['type']] -}}",
+            "{%- else -%}{{- raise_exception('unsupported content type: ' + item['type']) -}}",
+            "{%- endif -%}{%- endfor -%}{%- endif -%}",
+            "{{- " + lit(f"{t.im_end}\n") + " -}}",
+            "{%- endfor -%}",
+            "{%- if add_generation_prompt -%}{{- " + lit(f"{t.im_start}assistant\n") + " -}}{%- endif -%}",
+        ]
+        return "\n".join(lines)
+
+    def brackets_around(self, kind: str) -> tuple[str, str, str]:
+        """(start, placeholder, end) of one media item before expansion."""
+        start, end = self.tokens.brackets(kind)
+        return start, self.tokens.placeholder(kind), end
 
     def text(self, turns: list[Turn], add_generation_prompt: bool = False, effort: str | None = None) -> str:
         """The rendered conversation as one string (media tags not yet expanded)."""
@@ -118,3 +159,8 @@ class ChatTemplate:
             elif piece:
                 out.append(Segment(piece, self.train_thinking or not inside))
         return out
+
+
+def _literal(text: str) -> str:
+    """A Jinja string literal of `text`."""
+    return json.dumps(text, ensure_ascii=False)

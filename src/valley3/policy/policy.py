@@ -22,7 +22,7 @@ from valley3.policy.text import GrowingText
 from valley3.reasoning.effort import effort_levels
 
 # Batch keys that are not model inputs.
-_NOT_INPUTS = ("labels", "skipped", "references")
+_NOT_INPUTS = ("labels", "skipped", "references", "prompts")
 
 
 @dataclass

@@ -1,7 +1,9 @@
-"""Training stages: thin LightningModules over OmniStage (S0-S3 and P1 of the Valley3 recipe, evaluation)."""
+"""Training stages: thin LightningModules over OmniStage (S0-S3, P1 reasoning SFT and P2 GRPO of the Valley3 recipe,
+evaluation)."""
 
 from valley3.stages.base import OmniStage
 from valley3.stages.evaluate import EvalStage
+from valley3.stages.grpo import GRPOStage
 from valley3.stages.reasoning_eval import ReasoningEvalStage
 from valley3.stages.reasoning_sft import ReasoningSFTStage
 from valley3.stages.s0_audio_align import AudioAlignStage
@@ -10,6 +12,6 @@ from valley3.stages.s2_domain_cpt import DomainCPTStage
 from valley3.stages.s3_rejection_ft import RejectionFTStage
 
 __all__ = [
-    "AudioAlignStage", "AudioInstructStage", "DomainCPTStage", "EvalStage", "OmniStage", "ReasoningEvalStage", "ReasoningSFTStage",
-    "RejectionFTStage",
+    "AudioAlignStage", "AudioInstructStage", "DomainCPTStage", "EvalStage", "GRPOStage", "OmniStage",
+    "ReasoningEvalStage", "ReasoningSFTStage", "RejectionFTStage",
 ]

@@ -15,7 +15,8 @@ from valley3.models.omni import OmniModel
 from valley3.policy import Policy
 from valley3.reasoning.budget import BudgetForcing
 from valley3.reasoning.effort import effort_levels
-from valley3.stages.evaluate import EvalStage, _gather
+from valley3.stages.evaluate import EvalStage
+from valley3.stages.sharding import gather_records
 
 
 @dataclass(frozen=True)
@@ -107,15 +108,17 @@ class ReasoningEvalStage(EvalStage):
             real = [(it, a) for it, a, r in zip(items, answers, batch["eval_real"]) if r]
             if not real:
                 continue
-            benchmark.update(self.setting_metrics[f"s{k}"][benchmark.name], [it for it, _ in real],
-                             [a.answer for _, a in real])
-            for (it, a), index in zip(real, [i for i, r in zip(batch["eval_index"], batch["eval_real"]) if r]):
+            # One scoring per output feeds both the metrics and the predictions file (Benchmark.evaluate).
+            lines = benchmark.evaluate(self.setting_metrics[f"s{k}"][benchmark.name], [it for it, _ in real],
+                                       [a.answer for _, a in real])
+            indices = [i for i, r in zip(batch["eval_index"], batch["eval_real"]) if r]
+            for (it, a), index, line in zip(real, indices, lines):
                 extra = {"thinking_tokens": a.thinking_tokens, "thinking_format": a.parsed.error or "ok",
                          "one_block": a.parsed.one_block, "capped": a.capped, "output": a.text}
-                self._records.append((k, dataloader_idx, index, benchmark.record(it, a.answer) | extra))
+                self._records.append((k, dataloader_idx, index, line | extra))
 
     def on_test_epoch_end(self) -> None:
-        records = sorted(_gather(self._records), key=lambda t: t[:3])
+        records = sorted(gather_records(self._records), key=lambda t: t[:3])
         out_dir = Path(self.out_dir or self.trainer.log_dir or self.trainer.default_root_dir)
         results = []
         for k, setting in enumerate(self.settings):

@@ -11,6 +11,7 @@ from valley3.eval.benchmarks.ecommmmu import EComMMMU
 from valley3.eval.benchmarks.judge import HTTPJudge, Judge, JudgeShares, LocalModelJudge, PromptJudge, RuleJudge
 from valley3.eval.benchmarks.mmecinstruct import MMECInstruct
 from valley3.eval.benchmarks.omni_ecom import OmniEcom
+from valley3.eval.benchmarks.scored import Scored
 
 __all__ = [
     "Benchmark",
@@ -31,6 +32,7 @@ __all__ = [
     "PromptJudge",
     "RuleJudge",
     "SampleScore",
+    "Scored",
     "answer_letter",
     "normalize_cjk",
     "options_block",
