@@ -14,6 +14,7 @@ from typing import Any
 
 from valley3.data.schema import SchemaError
 from valley3.eval.benchmarks.base import Benchmark, EvalItem
+from valley3.eval.benchmarks.scored import Scored
 from valley3.eval.metrics import extract_answer_text
 from valley3.reasoning.parse import parse_thinking
 
@@ -58,8 +59,8 @@ class DemoReasoning(Benchmark):
         sample = self.make_sample(uid, record, source, messages[0]["content"], answer)
         return [EvalItem(uid, task, sample, answer)]
 
-    def score(self, item: EvalItem, prediction: str) -> tuple[float, str | None]:
+    def score(self, item: EvalItem, prediction: str | None) -> Scored:
         answer = extract_answer_text(prediction)
         if not answer.ok:
-            return 0.0, answer.reason
-        return float(_norm(answer.value) == _norm(item.target)), None
+            return Scored(0.0, answer.reason)
+        return Scored(float(_norm(answer.value) == _norm(item.target)), None, answer.value)
