@@ -80,6 +80,7 @@ def components_help() -> str:
     lines.append("  valley3 data reject-sample ...  answer prompts k times with a checkpoint, keep by pass rate (S3)")
     lines.append("  valley3 inspect --config FILE   parameters per component and tokens per image/frame/second")
     lines.append("  valley3 pipeline FILE [-- ARGS] run a recipe's stages in order (skips finished ones)")
+    lines.append("  valley3 search build|query|serve  the offline catalog search engine (agentic search)")
     return "\n".join(lines)
 
 
@@ -134,6 +135,11 @@ def main(argv: list[str] | None = None) -> LightningCLI | None:
         return None
     if args and args[0] == "pipeline":
         _pipeline_main(args[1:])
+        return None
+    if args and args[0] == "search":
+        from valley3.agent.search.cli import main as search_main
+
+        search_main(args[1:])
         return None
     if args and args[0] == "inspect":
         from valley3.inspect import main as inspect_main
