@@ -1,6 +1,13 @@
 #!/usr/bin/env bash
-# Installs what valley3 needs on a fresh Debian/Ubuntu CPU machine: system tools, then the package.
-# Idempotent and quick when everything is already there.
+# Installs valley3 on a fresh Debian/Ubuntu machine: system tools, then the package into a virtual
+# environment. Idempotent and quick when everything is already there.
+#
+# Where it installs:
+#   VALLEY3_VENV=DIR   create (if missing) and use the virtual environment DIR (.ci/run uses a new one)
+#   an active venv     ($VIRTUAL_ENV set) is used as it is
+#   otherwise          ./.venv next to this repository (created with the python3 on PATH)
+# The torch family and every other dependency resolve through constraints.txt, a set that was
+# installed together on a brand-new environment and tested; see README "Dependencies".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,4 +26,22 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
 fi
 
-python3 -m pip install -q --disable-pip-version-check -e ".[dev]"
+if [ -n "${VALLEY3_VENV:-}" ]; then
+  venv="$VALLEY3_VENV"
+elif [ -n "${VIRTUAL_ENV:-}" ]; then
+  venv="$VIRTUAL_ENV"
+else
+  venv="$PWD/.venv"
+fi
+if [ ! -x "$venv/bin/python" ]; then
+  echo "setup: creating the virtual environment $venv"
+  python3 -m venv "$venv" || {
+    echo "setup: 'python3 -m venv' failed; on Debian/Ubuntu: apt-get install python3-venv" >&2
+    exit 1
+  }
+fi
+py="$venv/bin/python"
+"$py" -m pip install -q --disable-pip-version-check --upgrade "pip>=24"
+"$py" -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[dev]"
+# Fail here, not in the first command, if the torch family does not load together.
+"$py" -c "import torch, torchaudio, torchvision; print('setup: torch', torch.__version__, '| torchaudio', torchaudio.__version__, '| torchvision', torchvision.__version__, '| in', '$venv')"

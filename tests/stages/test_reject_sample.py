@@ -170,3 +170,12 @@ def test_checkpoint_without_a_model_config(stage, tmp_path):
                 "pytorch-lightning_version": lightning.__version__}, path)
     with pytest.raises(ValueError, match="hyperparameters hold no model config"):
         load_stage(path)
+
+
+def test_policy_loads_the_same_checkpoint_without_the_stage_class(ckpt):
+    from valley3.policy import Policy
+
+    policy, stage = Policy.from_checkpoint(ckpt), load_stage(ckpt)
+    theirs = stage.model.state_dict()
+    assert all(torch.equal(v, theirs[k]) for k, v in policy.model.state_dict().items())
+    assert policy.processor.max_len == stage.max_len

@@ -14,6 +14,7 @@ from valley3.models.audio.base import AudioEncoder
 from valley3.models.connectors.audio_mlp import AudioMLPConnector
 from valley3.models.connectors.mlp import MLPConnector
 from valley3.models.decoders.hf import HFDecoder
+from valley3.models.decoding import DecodeState, generate_ids
 from valley3.models.init_args import RecordsInitArgs
 from valley3.models.vision.base import VisionEncoder
 
@@ -221,44 +222,41 @@ class OmniModel(nn.Module, RecordsInitArgs):
         bad = [f"{n}: {p} placeholders, {f} features" for n, p, f in zip(names, placeholders, produced) if p != f]
         return f"{kind} placeholder count does not match the encoder's output for sample(s) " + "; ".join(bad)
 
-    def forward(
-        self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        position_ids: torch.Tensor | None = None,
-        cu_seqlens: torch.Tensor | None = None,
-        **media: Any,
-    ) -> torch.Tensor:
+    def _decoder_inputs(self, input_ids, cu_seqlens, media) -> tuple[torch.Tensor, dict[str, Any]]:
+        """Token embeddings with OmniModel's media scattered in, and what the decoder takes besides: nothing for
+        composed encoders; the tokens and the pictures for a decoder that carries its own vision (Qwen3-VL)."""
+        if not self._vision_in_decoder():
+            return self.embed(input_ids, cu_seqlens=cu_seqlens, **media), {}
+        pictures = {k: media.pop(k) for k in _DECODER_VISION_KEYS if k in media}
+        self._check_native_pictures(input_ids, pictures, media, cu_seqlens)
+        embeds = self.embed(input_ids, cu_seqlens=cu_seqlens, **media)
+        return embeds, {"input_ids": input_ids, "token_ids": self.token_ids, **pictures}
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                position_ids: torch.Tensor | None = None, cu_seqlens: torch.Tensor | None = None,
+                **media: Any) -> torch.Tensor:
         """Logits [B, L, vocab]. `media` takes the batch's media keys (see `embed`); `cu_seqlens` marks a
         packed batch (sample boundaries over the flattened rows), whose samples never attend to each other."""
-        if self._vision_in_decoder():
-            pictures = {k: media.pop(k) for k in _DECODER_VISION_KEYS if k in media}
-            self._check_native_pictures(input_ids, pictures, media, cu_seqlens)
-            embeds = self.embed(input_ids, cu_seqlens=cu_seqlens, **media)
-            keep = getattr(self, "dummy_inputs", True) and self.training and torch.is_grad_enabled()
-            return self.decoder(embeds, attention_mask, position_ids, cu_seqlens, input_ids=input_ids,
-                                token_ids=self.token_ids, keep_in_graph=keep, **pictures)
-        embeds = self.embed(input_ids, cu_seqlens=cu_seqlens, **media)
+        embeds, extra = self._decoder_inputs(input_ids, cu_seqlens, media)
+        if extra:
+            keep = self.dummy_inputs and self.training and torch.is_grad_enabled()
+            return self.decoder(embeds, attention_mask, position_ids, cu_seqlens, keep_in_graph=keep, **extra)
         return self.decoder(embeds, attention_mask=attention_mask, position_ids=position_ids, cu_seqlens=cu_seqlens)
 
-    @torch.no_grad()
-    def generate(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, max_new_tokens: int = 64, **kwargs: Any
-    ) -> torch.Tensor:
-        """Greedy (by default) continuation ids [B, new] of left-padded prompts, with a KV cache."""
-        media_keys = ("pixel_values", "image_owner", "audio_features", "audio_lengths", "audio_owner",
-                      "video_pixels", "video_frames", "video_owner", "video_timestamps", "sample_ids")
-        media = {k: kwargs.pop(k) for k in media_keys if k in kwargs}
-        if self._vision_in_decoder():
-            pictures = {k: media.pop(k) for k in _DECODER_VISION_KEYS if k in media}
-            self._check_native_pictures(input_ids, pictures, media, None)
-            embeds = self.embed(input_ids, **media)
-            kwargs.setdefault("do_sample", False)
-            return self.decoder.generate(embeds, attention_mask, input_ids=input_ids, token_ids=self.token_ids,
-                                         max_new_tokens=max_new_tokens, **pictures, **kwargs)
-        embeds = self.embed(input_ids, **media)
-        kwargs.setdefault("do_sample", False)
-        return self.decoder.generate(embeds, attention_mask, max_new_tokens=max_new_tokens, use_cache=True, **kwargs)
+    # -- cached decoding: the loop is `models.decoding.decode` ------------------------------------
+    def prefill(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **media: Any):
+        """Logits [B, vocab] after each left-padded prompt (its media encoded once) and the state to continue it."""
+        embeds, extra = self._decoder_inputs(input_ids, None, media)
+        return self.decoder.prefill(embeds, attention_mask, **extra)
+
+    def decode_step(self, tokens: torch.Tensor, state: DecodeState) -> torch.Tensor:
+        """Logits [R, vocab] after appending `tokens` [R] (one per row of `state`)."""
+        return self.decoder.step(self.decoder.embed_tokens(tokens[:, None]), state)
+
+    def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, max_new_tokens: int = 64,
+                 **kwargs: Any) -> torch.Tensor:
+        """Continuation ids [B, new] of left-padded prompts; see `models.decoding.generate_ids` (greedy by default)."""
+        return generate_ids(self, input_ids, attention_mask, max_new_tokens, **kwargs)
 
     def _check_native_pictures(self, input_ids, pictures, media, cu_seqlens) -> None:
         """Per-sample placeholder check for a decoder that scatters pictures itself (Qwen3-VL), so a mismatch names

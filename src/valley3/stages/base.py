@@ -14,11 +14,10 @@ from lightning.pytorch.utilities import rank_zero_info
 from safetensors.torch import load_file
 from torch.distributed.checkpoint.state_dict_loader import _load_state_dict_from_keys
 from torch.distributed.fsdp import FSDPModule
-from transformers import AutoTokenizer
 
-from valley3.data.processor import IGNORE_INDEX, AudioSpec, ImageSpec, OmniProcessor, VideoSpec
-from valley3.data.templates import ChatTemplate, SpecialTokens
+from valley3.data.processor import IGNORE_INDEX, VideoSpec
 from valley3.models.omni import OmniModel
+from valley3.policy.prompts import build_processor
 from valley3.stages.sharding import FSDPConfig, global_token_mean, shard_model
 
 MODEL_INPUTS = (
@@ -26,39 +25,6 @@ MODEL_INPUTS = (
     "audio_features", "audio_lengths", "audio_owner", "video_pixels", "video_frames", "video_owner",
     "video_timestamps", "sample_ids", "cu_seqlens",
 )
-
-
-def build_processor(
-    model: OmniModel,
-    system_prompt: str = "You are a helpful assistant.",
-    max_tiles: int = 1,
-    video: VideoSpec | None = None,
-) -> OmniProcessor:
-    """The processor for `model`: its tokenizer, its placeholder tokens and its own size and token-count functions.
-
-    Args:
-        model: the network whose encoders decide sizes and token counts.
-        system_prompt: system turn used when a sample has none.
-        max_tiles: a sample's single image is cut into up to this many tiles (plus a thumbnail); 1 = no tiling.
-        video: how videos are sampled (default `VideoSpec()`).
-    """
-    tokenizer = AutoTokenizer.from_pretrained(model.decoder.tokenizer_path)
-    tokens = SpecialTokens(**{kind: tok for kind, tok in model.media_tokens.items()})
-    image = audio = None
-    if model.vision is not None:
-        v = model.vision
-        image = ImageSpec(v.image_size, v.image_mean, v.image_std, model.image_num_tokens, max_tiles, v.input_size)
-    elif hasattr(model.decoder, "add_vision"):  # Qwen3-VL: native resolution, frames in temporal pairs, no tiles
-        d = model.decoder
-        image = ImageSpec(d.image_size, d.image_mean, d.image_std, model.image_num_tokens, 1, d.input_size,
-                          d.temporal_patch_size)
-    if model.audio is not None:
-        a = model.audio
-        audio = AudioSpec(a.sampling_rate, a.n_mels, a.n_fft, a.hop_length, model.audio_num_tokens)
-    template = ChatTemplate(tokens, system_prompt)
-    processor = OmniProcessor(tokenizer, template, image=image, audio=audio, video=video)
-    model.bind_tokenizer(processor.token_ids, len(tokenizer))
-    return processor
 
 
 def masked_loss(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -6,10 +6,11 @@ from typing import Any
 
 import torch
 from torch import nn
-from transformers import AutoConfig, AutoModelForCausalLM
+from transformers import AutoConfig, AutoModelForCausalLM, DynamicCache
 
 from valley3.assets import tiny_tokenizer_dir
 from valley3.models.attention import packed_inputs, resolve_backend
+from valley3.models.decoding import DecodeState
 from valley3.models.init_args import RecordsInitArgs
 from valley3.models.presets import DECODERS, resolve
 
@@ -81,6 +82,23 @@ class HFDecoder(nn.Module, RecordsInitArgs):
         # use_cache=False: training never needs a cache, and one would change how transformers builds masks.
         out = self.model(inputs_embeds=inputs_embeds, position_ids=position_ids, use_cache=False, **kwargs)
         return out.logits
+
+    def prefill(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, DecodeState]:
+        """Logits [B, vocab] after each left-padded prompt, and the cache and next positions to continue them.
+
+        Position ids count each row's real tokens (from `attention_mask`), so a padded row equals the prompt alone."""
+        positions = (attention_mask.cumsum(1) - 1).clamp(min=0)
+        cache = DynamicCache(config=self.model.config)
+        out = self.model(inputs_embeds=inputs_embeds, attention_mask=attention_mask, position_ids=positions,
+                         cache=cache, use_cache=True, logits_to_keep=1)
+        return out.logits[:, -1], DecodeState(cache, attention_mask, positions[:, -1] + 1)
+
+    def step(self, inputs_embeds: torch.Tensor, state: DecodeState) -> torch.Tensor:
+        """Logits [R, vocab] after one more token per row ([R, 1, width] embeddings), through the cache."""
+        positions = state.advance()[:, None]
+        out = self.model(inputs_embeds=inputs_embeds, attention_mask=state.attention_mask, position_ids=positions,
+                         cache=state.cache, use_cache=True)
+        return out.logits[:, -1]
 
     def generate(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor, **kwargs: Any) -> torch.Tensor:
         """New token ids only (transformers returns just the continuation when given embeddings)."""

@@ -8,17 +8,12 @@ from typing import Any
 import torch
 from torch import nn
 from transformers import DynamicCache, Qwen3VLConfig, Qwen3VLForConditionalGeneration
-from transformers.generation.logits_process import (
-    LogitsProcessorList,
-    TemperatureLogitsWarper,
-    TopKLogitsWarper,
-    TopPLogitsWarper,
-)
 from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
 
 from valley3.assets import tiny_tokenizer_dir
 from valley3.models.attention import SDPA_VARLEN, packed_inputs, resolve_backend
 from valley3.models.decoders.hf import HFDecoder
+from valley3.models.decoding import DecodeState
 from valley3.models.positions import Audio, Image, Text, Video, placeholder_runs, tm_rope_ids
 from valley3.models.presets import DECODERS, resolve
 
@@ -222,57 +217,28 @@ class Qwen3VLDecoder(HFDecoder):
         ).last_hidden_state
         return self.model.lm_head(hidden)
 
-    @torch.no_grad()
-    def generate(self, inputs_embeds, attention_mask, *, input_ids, token_ids, max_new_tokens=64, eos_token_id=None,
-                 pad_token_id=None, do_sample=False, temperature=1.0, top_p=1.0, top_k=0, use_cache=True,
-                 video_timestamps=None, **media) -> torch.Tensor:
-        """Continuation ids [B, new] of left-padded prompts with a KV cache, greedy or sampled (temperature, top-k,
-        top-p; torch's global generator); decoding steps continue each row's TM-RoPE ids from its prompt's next
-        free id."""
-        pick = _sampler(temperature, top_k, top_p) if do_sample else None
-        media = {k: media.get(k) for k in ("pixel_values", "video_pixels", "video_frames")}
-        embeds, visual_mask, deepstack, grids = self.add_vision(inputs_embeds, input_ids, token_ids, **media)
-        positions, nxt = self.rope_ids(input_ids, token_ids, grids, video_timestamps, media["video_frames"],
-                                       attention_mask)
-        lm, mask = self.model.model.language_model, attention_mask
+    def prefill(self, inputs_embeds, attention_mask, *, input_ids, token_ids, pixel_values=None, video_pixels=None,
+                video_frames=None, video_timestamps=None, **_) -> tuple[torch.Tensor, DecodeState]:
+        """Logits [B, vocab] after each left-padded prompt (pictures scattered, DeepStack added, TM-RoPE ids from the
+        tokens), and the cache with each row's next free TM-RoPE id, which decoding steps continue from."""
+        embeds, visual_mask, deepstack, grids = self.add_vision(inputs_embeds, input_ids, token_ids, pixel_values,
+                                                                video_pixels, video_frames)
+        positions, nxt = self.rope_ids(input_ids, token_ids, grids, video_timestamps, video_frames, attention_mask)
         cache = DynamicCache(config=self.model.config.text_config)
-        out, done = [], torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
-        # DeepStack adds visual features in the prompt pass only; decoding steps are text.
-        extra = {"visual_pos_masks": visual_mask, "deepstack_visual_embeds": deepstack}
-        step_embeds, step_pos = embeds, positions
-        for step in range(max_new_tokens):
-            hidden = lm(inputs_embeds=step_embeds, position_ids=step_pos, attention_mask=mask, past_key_values=cache,
-                        use_cache=True, **extra).last_hidden_state
-            logits = self.model.lm_head(hidden[:, -1])
-            token = logits.argmax(-1) if pick is None else pick(logits)
-            if pad_token_id is not None:
-                token = token.masked_fill(done, pad_token_id)
-            out.append(token)
-            if eos_token_id is not None:
-                done |= token == eos_token_id
-            if bool(done.all()):
-                break
-            step_embeds, extra = self.embed_tokens(token[:, None]), {}
-            step_pos = (nxt + step).view(1, -1, 1).expand(3, -1, 1)
-            mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
-        return torch.stack(out, dim=1)
+        hidden = self.model.model.language_model(
+            inputs_embeds=embeds, position_ids=positions, attention_mask=attention_mask, cache=cache,
+            use_cache=True, visual_pos_masks=visual_mask, deepstack_visual_embeds=deepstack,
+        ).last_hidden_state
+        return self.model.lm_head(hidden[:, -1]), DecodeState(cache, attention_mask, nxt)
 
-
-def _sampler(temperature: float, top_k: int, top_p: float):
-    """logits [B, V] -> one sampled token per row, through transformers' own logits warpers."""
-    warpers = LogitsProcessorList()
-    if temperature != 1.0:
-        warpers.append(TemperatureLogitsWarper(temperature))
-    if top_k:
-        warpers.append(TopKLogitsWarper(top_k))
-    if top_p < 1.0:
-        warpers.append(TopPLogitsWarper(top_p))
-
-    def pick(logits: torch.Tensor) -> torch.Tensor:
-        scores = warpers(None, logits.float())
-        return torch.multinomial(scores.softmax(-1), 1).squeeze(-1)
-
-    return pick
+    def step(self, inputs_embeds: torch.Tensor, state: DecodeState) -> torch.Tensor:
+        """Logits [R, vocab] after one more (text) token per row: all three TM-RoPE axes take the row's next id."""
+        positions = state.advance().view(1, -1, 1).expand(3, -1, 1)
+        hidden = self.model.model.language_model(
+            inputs_embeds=inputs_embeds, position_ids=positions, attention_mask=state.attention_mask,
+            cache=state.cache, use_cache=True,
+        ).last_hidden_state
+        return self.model.lm_head(hidden[:, -1])
 
 
 def _images(pixels: Pictures | None) -> list[torch.Tensor]:
