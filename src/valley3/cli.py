@@ -81,6 +81,7 @@ def components_help() -> str:
     lines.append("  valley3 inspect --config FILE   parameters per component and tokens per image/frame/second")
     lines.append("  valley3 pipeline FILE [-- ARGS] run a recipe's stages in order (skips finished ones)")
     lines.append("  valley3 search build|query|serve  the offline catalog search engine (agentic search)")
+    lines.append("  valley3 agent eval ...          a checkpoint's tool use and accuracy, with and without tools")
     return "\n".join(lines)
 
 
@@ -104,6 +105,9 @@ def _data_main(argv: list[str]) -> None:
 
         paths = make_demo(args.out, n_products=args.n_products, seed=args.seed, speech=args.speech)
         paths |= write_eval_split(args.out, seed=args.seed)  # <out>/eval/*.jsonl, one per benchmark suite
+        from valley3.agent.demo import write_agentic_demo
+
+        paths |= write_agentic_demo(args.out, seed=args.seed)  # search catalog + index, tool trajectories
         for name, path in paths.items():
             print(f"{name:>16}: {path}")
 
@@ -136,10 +140,11 @@ def main(argv: list[str] | None = None) -> LightningCLI | None:
     if args and args[0] == "pipeline":
         _pipeline_main(args[1:])
         return None
-    if args and args[0] == "search":
+    if args and args[0] in ("search", "agent"):
+        from valley3.agent.cli import main as agent_main
         from valley3.agent.search.cli import main as search_main
 
-        search_main(args[1:])
+        (search_main if args[0] == "search" else agent_main)(args[1:])
         return None
     if args and args[0] == "inspect":
         from valley3.inspect import main as inspect_main
