@@ -10,6 +10,7 @@ import time
 import numpy as np
 import torch
 
+from flop_model import Shape, long_tailed, speedups
 from valley3.data.collate import PadCollator
 from valley3.data.packing import Cost, PackBudget, PackingCollator, offline_packs
 from valley3.data.processor import IGNORE_INDEX, Example
@@ -41,6 +42,13 @@ step times (what an epoch takes); "median step tokens/s" = the median over steps
 One torch thread by default: on a shared 2-core machine two OpenMP threads stall whenever one is descheduled,
 which swings step times several-fold. Media encoders are left out: their cost per sample is the same in every
 layout, and packing changes only the decoder's work.
+
+The tiny decoder spends a far larger share of its FLOPs on attention than an 8B one, so its measured speedup
+overstates a real model's. A FLOP model (benchmarks/flop_model.py: per token, the q/k/v/o, MLP and LM-head matrix
+multiplies; per sample, causal attention's quadratic term; padding costs what a token costs) predicts the same
+layouts' speedup at the tiny shape and at Valley3-8B's decoder (Qwen3-VL-8B's text tower, Qwen3-8B dims, read from
+models/presets.py), and on a long-tailed mix (lognormal, median 570 and p99 4,462 tokens, 8,192-token packs), which
+is not timed.
 """
 
 GOALS = {"pad": 0.03, "bimodal": 2.2, "control": (0.95, 1.05)}
@@ -137,9 +145,41 @@ def run_mix(name: str, data: list[Example], args) -> dict[str, dict[str, float]]
         }
     for r in results.values():
         r["speedup"] = r["rate"] / results["padded"]["rate"]
+    groups = layouts(data, packs, per_step, args.seed)
+    results["lengths"] = {k: [[len(ex) for ex in g] for g in v] for k, v in groups.items()}
     print(f"{name}: {len(data)} samples, mean {np.mean([len(x) for x in data]):.0f} tokens; timed on "
           f"{sum(map(len, timed_packs))} of them", file=sys.stderr)
     return results
+
+
+def length_layouts(lengths: list[int], max_tokens: int, seed: int) -> dict[str, list[list[int]]]:
+    """The three layouts of samples known only by length (a range stands in for each sample)."""
+    items = [range(n) for n in lengths]
+    packs = offline_packs([Cost(n) for n in lengths], PackBudget(max_tokens), seed, window=len(lengths))
+    per_step = max(1, round(len(lengths) / len(packs)))
+    groups = layouts(items, [[items[i] for i in p] for p in packs], per_step, seed)
+    return {k: [[len(x) for x in g] for g in v] for k, v in groups.items()}
+
+
+def flop_table(table: dict, lengths: dict[str, dict[str, list[list[int]]]], args) -> None:
+    """Predicted packed and grouped speedups over padded, per mix and decoder shape, beside the measured one."""
+    tiny, real = Shape.of("tiny-qwen3"), Shape.of("qwen3-vl-8b")
+    tail = long_tailed(args.long_samples, np.random.default_rng(args.seed), cap=args.long_tokens)
+    rows = [(name, args.max_tokens, groups, table[name]["packed"]["speedup"]) for name, groups in lengths.items()]
+    rows.append(("long-tailed", args.long_tokens, length_layouts(tail, args.long_tokens, args.seed), None))
+    print(f"\nFLOP model (long-tailed mix: {len(tail)} samples, median {np.median(tail):.0f}, "
+          f"p99 {np.percentile(tail, 99):.0f} tokens; Valley3-8B = {real.name}'s text tower: {real.layers} layers, "
+          f"hidden {real.hidden}, MLP {real.intermediate}, {real.heads}/{real.kv_heads} heads of {real.head_dim}, "
+          f"vocab {real.vocab})")
+    print("| mix | pack tokens | decoder | predicted packed / padded | predicted grouped / padded | measured packed "
+          "/ padded |")
+    print("|---|---:|---|---:|---:|---:|")
+    for name, width, groups, measured in rows:
+        for shape in (tiny, real):
+            predicted = speedups(shape, groups, width)
+            seen = f"{measured:.2f}x" if measured is not None and shape is tiny else "-"
+            print(f"| {name} | {width} | {shape.name} | {predicted['packed']:.2f}x | {predicted['grouped']:.2f}x "
+                  f"| {seen} |")
 
 
 def main() -> int:
@@ -150,12 +190,15 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=5, help="untimed steps per layout first")
     parser.add_argument("--max-tokens", type=int, default=2048, help="pack length")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--long-tokens", type=int, default=8192, help="pack length of the long-tailed mix (FLOP model)")
+    parser.add_argument("--long-samples", type=int, default=10000, help="samples of the long-tailed mix")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     rng = np.random.default_rng(args.seed)
     mixes = {"bimodal": examples(bimodal(args.samples, rng), rng), "control": examples([512] * args.samples, rng)}
     table = {name: run_mix(name, data, args) for name, data in mixes.items()}
+    lengths = {name: results.pop("lengths") for name, results in table.items()}
 
     print("| mix | layout | pad fraction | samples / step | timed steps | median step tokens/s | real tokens/s "
           "| vs padded |")
@@ -164,6 +207,7 @@ def main() -> int:
         for k, r in results.items():
             print(f"| {name} | {k} | {r['pad']:.1%} | {r['samples']:.2f} | {r['steps']} | {r['median']:,.0f} "
                   f"| {r['rate']:,.0f} | {r['speedup']:.2f}x |")
+    flop_table(table, lengths, args)
     lo, hi = GOALS["control"]
     checks = {
         f"bimodal packed padding <= {GOALS['pad']:.0%}": table["bimodal"]["packed"]["pad"] <= GOALS["pad"],

@@ -12,6 +12,8 @@ from PIL import Image
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# Data loads in the test process (num_workers: auto resolves to 0): warnings stay catchable, no forks per loader.
+os.environ.setdefault("VALLEY3_CPUS", "1")
 
 
 @pytest.fixture(scope="session")
@@ -28,14 +30,15 @@ def media(tmp_path_factory) -> dict[str, str]:
     return {p.stem: str(p) for p in root.iterdir()}
 
 
-def tiny_omni(decoder: str = "tiny-qwen3", seed: int = 0):
+def tiny_omni(decoder: str = "tiny-qwen3", seed: int = 0, **kwargs):
     from valley3.models import OmniModel
     from valley3.models.audio import WhisperEncoder
     from valley3.models.decoders import HFDecoder
     from valley3.models.vision import SigLIPEncoder
 
     torch.manual_seed(seed)
-    return OmniModel(HFDecoder(decoder), vision=SigLIPEncoder("tiny-siglip"), audio=WhisperEncoder("tiny-whisper"))
+    return OmniModel(HFDecoder(decoder), vision=SigLIPEncoder("tiny-siglip"), audio=WhisperEncoder("tiny-whisper"),
+                     **kwargs)
 
 
 @pytest.fixture

@@ -55,3 +55,56 @@ def test_inspect_command_prints_parameter_and_token_tables(capsys):
     out = capsys.readouterr().out
     assert "| vision | SigLIPEncoder | 23,840 |" in out
     assert "| tile 32x32 | 1 | 16 |" in out
+
+
+def test_no_arguments_prints_usage_with_every_command(capsys):
+    from lightning.pytorch.cli import LightningCLI
+
+    from valley3.cli import COMMANDS
+
+    with pytest.raises(SystemExit) as info:
+        main([])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    listed = [line.split()[0] for line in err.split("commands:")[1].strip().splitlines()]
+    assert listed == list(COMMANDS)
+    # Every LightningCLI subcommand and every command main() dispatches itself.
+    assert set(LightningCLI.subcommands()) | {"data", "pipeline", "inspect"} <= set(listed)
+
+
+_HEAVY = ("torch", "transformers", "lightning", "lightning.pytorch", "jsonargparse", "timm", "torchaudio")
+
+
+def test_top_level_help_imports_no_heavy_module():
+    """`valley3 --help` answers at once: it reads the component list from the sources instead of importing them."""
+    code = ("import runpy, sys\nsys.argv = ['valley3', '--help']\n"
+            "runpy.run_module('valley3.cli', run_name='__main__')\n"
+            f"print('HEAVY', sorted(m for m in {_HEAVY!r} if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "HEAVY []" in out
+    assert "valley3.models.vision.SigLIPEncoder SigLIP vision tower" in " ".join(out.split())
+
+
+def test_the_component_list_read_from_sources_equals_the_imported_classes():
+    import importlib
+    import inspect
+
+    from valley3._components import FAMILIES, family
+
+    def imported(base):
+        found = [base] if not inspect.isabstract(base) else []
+        for sub in base.__subclasses__():
+            found += imported(sub)
+        return found
+
+    for package, base_name in FAMILIES.values():
+        classes = imported(getattr(importlib.import_module(package), base_name))
+        # valley3's own classes: subclasses that tests define (imported earlier in the session) are not components
+        expected = {(f"{c.__module__}.{c.__name__}", (c.__doc__ and inspect.getdoc(c) or "").split("\n")[0])
+                    for c in classes if c.__module__.startswith("valley3.")}
+        got = set()
+        for path, doc in family(package, base_name):
+            module, _, name = path.rpartition(".")
+            cls = getattr(importlib.import_module(module), name)  # the printed path really exports it
+            got.add((f"{cls.__module__}.{cls.__name__}", doc))
+        assert got == expected, package

@@ -14,7 +14,7 @@ from torch import nn
 from valley3.data.datamodules import BaseDataModule
 from valley3.models import OmniModel
 from valley3.models.audio import AudioEncoder
-from valley3.models.decoders import HFDecoder
+from valley3.models.decoders import Decoder
 from valley3.models.vision import VisionEncoder
 from valley3.pipeline import Pipeline
 from valley3.stages import OmniStage
@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 COMPONENT_TYPES = {
     "vision": VisionEncoder,
     "audio": AudioEncoder,
-    "decoder": HFDecoder,
+    "decoder": Decoder,
     "model": OmniModel,
 }
 
@@ -130,8 +130,24 @@ def test_experiment_config_instantiates(path, tmp_path, monkeypatch):
     assert cli.model.processor.token_ids["image"] == cli.model.model.token_ids["image"]
 
 
+def _stage_configs() -> list[Path]:
+    """Stage configs no pipeline uses yet (e.g. post-training stages): composed with the quickstart instead."""
+    return [p for p in _yamls("configs/stage") if p.resolve() not in _pipeline_parts()]
+
+
+@pytest.mark.parametrize("path", _stage_configs(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_stage_config_composes_with_the_quickstart(path, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    args = _experiment_args() + ["--config", str(path)]
+    cli = LightningCLI(OmniStage, BaseDataModule, subclass_mode_model=True, subclass_mode_data=True, run=False,
+                       args=args)
+    assert cli.config["model"]["class_path"] == yaml.safe_load(path.read_text())["model"]["class_path"]
+    assert isinstance(cli.model, OmniStage)
+
+
 def test_every_yaml_is_covered():
     covered = set(_yamls("configs/model", "configs/trainer")) | set(_fit_configs()) | _pipeline_parts()
+    covered |= set(_stage_configs())
     covered.add(ROOT / "experiments/demo/pipeline/eval_model.yaml")
     every = set(_yamls("configs", "experiments"))
     assert every == covered, f"add a test for {sorted(str(p) for p in every - covered)}"

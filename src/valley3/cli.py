@@ -1,88 +1,52 @@
-"""The `valley3` command: LightningCLI's fit/validate/test/predict plus `data` tools."""
+"""The `valley3` command: LightningCLI's fit/validate/test/predict plus `data`, `pipeline`, `sweep` and `inspect`."""
 
 from __future__ import annotations
 
 import argparse
-import inspect
+import importlib
 import sys
-from copy import deepcopy
 
-from jsonargparse import DefaultHelpFormatter
-from lightning.pytorch.cli import LightningCLI
+from valley3.threads import set_thread_env
 
-from valley3.data.datamodules import BaseDataModule
-from valley3.stages.base import OmniStage
+set_thread_env()  # before torch loads: OpenMP reads its thread settings once
 
-# Families a researcher swaps with one config key; listed in --help with each class's first docstring line.
-_FAMILIES = {
-    "stages (model: class_path)": ("valley3.stages", "OmniStage"),
-    "data (data: class_path)": ("valley3.data.datamodules", "BaseDataModule"),
-    "benchmarks (data.benchmarks of valley3.eval.BenchmarkDataModule)": ("valley3.eval.benchmarks", "Benchmark"),
-    "vision encoders (--model.model.vision)": ("valley3.models.vision", "VisionEncoder"),
-    "audio encoders (--model.model.audio)": ("valley3.models.audio", "AudioEncoder"),
-    "connectors (--model.model.vision_connector / audio_connector)": ("valley3.models.connectors", "Connector"),
-    "decoders (--model.model.decoder)": ("valley3.models.decoders", "HFDecoder"),
+# Every command, as `valley3` with no arguments and `valley3 --help` list them. fit/validate/test/predict go to
+# LightningCLI (valley3._lightning); the others have their own small parsers. Heavy imports wait for a command.
+COMMANDS = {
+    "fit": "train a stage: valley3 fit --config EXPERIMENT.yaml [--ckpt_path last]",
+    "validate": "run a stage's validation loop on a checkpoint",
+    "test": "score a checkpoint: valley3 test --config experiments/demo/eval.yaml --ckpt_path CKPT",
+    "predict": "answer held-out prompts; prints them and writes predictions.jsonl to the run folder",
+    "data": "data tools: demo (the demo dataset), reject-sample (S3's filter), zpd (GRPO's filter), crops, dedup, "
+            "quality (IFD), verify (visual verification), shard (litdata shards): valley3 data TOOL --help",
+    "pipeline": "run a recipe's stages in order, skipping finished ones: valley3 pipeline FILE [-- ARGS]",
+    "chat": "talk to a checkpoint: valley3 chat --ckpt CKPT [--effort high] [--max-thinking-tokens N] [--image F]",
+    "sweep": "fit then test every point of an ablation grid, skipping finished ones: valley3 sweep FILE",
+    "inspect": "parameters per component and tokens per image/frame/second: valley3 inspect --config FILE",
+    "export": "an HF folder of a checkpoint (Qwen3-VL + AuT: the release's layout): valley3 export --ckpt F --out D",
+    "serve": "OpenAI-compatible chat server for a checkpoint (judge, demos): valley3 serve --ckpt CKPT [--port N]",
+    "search": "the offline catalog search engine: valley3 search build|query|serve (valley3 search --help)",
+    "agent": "tool-using agents: valley3 agent eval --ckpt CKPT --data FILE --index INDEX (search-tool accuracy)",
 }
+LIGHTNING = ("fit", "validate", "test", "predict")
+# Commands whose module's main(argv) parses the rest of the line.
+_TOOLS = {"chat": "valley3.chat", "sweep": "valley3.sweep", "inspect": "valley3.inspection", "export": "valley3.stages.hf_export",
+          "serve": "valley3.serve", "search": "valley3.agent.search.cli", "agent": "valley3.agent.cli"}
 
 
-class _HelpFormatter(argparse.RawDescriptionHelpFormatter, DefaultHelpFormatter):
-    """jsonargparse's help, with the component list kept as written."""
-
-
-def _subclasses(base: type) -> list[type]:
-    found = [base] if not inspect.isabstract(base) else []
-    for sub in base.__subclasses__():
-        found += _subclasses(sub)
-    return found
-
-
-def _public_path(cls: type) -> str:
-    """The shortest import path that exports `cls` (the one configs use)."""
-    import importlib
-
-    parts = cls.__module__.split(".")
-    for end in range(2, len(parts) + 1):
-        package = ".".join(parts[:end])
-        if getattr(importlib.import_module(package), cls.__name__, None) is cls:
-            return f"{package}.{cls.__name__}"
-    return f"{cls.__module__}.{cls.__qualname__}"
-
-
-class _CLI(LightningCLI):
-    """LightningCLI whose stage stays the config's when `--ckpt_path` was written by another stage."""
-
-    def parse_arguments(self, parser, args) -> None:
-        super().parse_arguments(parser, args)
-        sub = self.config.get("subcommand")
-        self._stage_config = deepcopy(self.config[sub]["model"]) if sub else None
-
-    def before_instantiate_classes(self) -> None:
-        # With --ckpt_path, Lightning swaps the model config for the checkpoint's hyperparameters. A checkpoint
-        # of another stage (a training stage under `valley3 test` with EvalStage) lends only its weights.
-        sub = self.config.get("subcommand")
-        if self._stage_config is not None and self.config[sub]["model"].class_path != self._stage_config.class_path:
-            self.config[sub]["model"] = self._stage_config
+def usage() -> str:
+    """The top-level usage: every command with one line on what it does."""
+    width = max(map(len, COMMANDS))
+    lines = ["usage: valley3 COMMAND [ARGS]   (valley3 COMMAND --help for a command's options)", "", "commands:"]
+    lines += [f"  {name:<{width}}  {summary}" for name, summary in COMMANDS.items()]
+    return "\n".join(lines)
 
 
 def components_help() -> str:
-    """Every swappable component, by family, with the first line of its docstring."""
-    import importlib
+    """Every swappable component, by family, with the first line of its docstring (read without importing)."""
+    from valley3._components import components_help as listing
 
-    lines = ["swappable components (point a config key's class_path at one):"]
-    for family, (module_name, base_name) in _FAMILIES.items():
-        base = getattr(importlib.import_module(module_name), base_name)
-        lines.append(f"  {family}:")
-        for cls in _subclasses(base):
-            doc = (inspect.getdoc(cls) or "").splitlines()[0] if cls.__doc__ else ""
-            lines.append(f"    {_public_path(cls)}  {doc}")
-    lines.append("other commands:")
-    lines.append("  valley3 data demo --out DIR     write the embedded demo dataset (and its eval split)")
-    lines.append("  valley3 data reject-sample ...  answer prompts k times with a checkpoint, keep by pass rate (S3)")
-    lines.append("  valley3 inspect --config FILE   parameters per component and tokens per image/frame/second")
-    lines.append("  valley3 pipeline FILE [-- ARGS] run a recipe's stages in order (skips finished ones)")
-    lines.append("  valley3 search build|query|serve  the offline catalog search engine (agentic search)")
-    lines.append("  valley3 agent eval ...          a checkpoint's tool use and accuracy, with and without tools")
-    return "\n".join(lines)
+    return listing()
 
 
 def _data_main(argv: list[str]) -> None:
@@ -93,12 +57,21 @@ def _data_main(argv: list[str]) -> None:
     demo.add_argument("--n-products", type=int, default=96)
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--speech", choices=["auto", "espeak", "synthetic"], default="auto")
+    from valley3.data import streaming
+    from valley3.data.curation import image_tools
+    from valley3.stages import quality, verify
     from valley3.stages import reject_sample as rejection
 
     rejection.add_parser(sub)
+    rejection.add_zpd_parser(sub)
+    image_tools.add_parsers(sub)
+    for tool in (quality, streaming, verify):
+        tool.add_parser(sub)
+    runners = {"reject-sample": rejection, "zpd": rejection, "crops": image_tools, "dedup": image_tools,
+               "quality": quality, "shard": streaming, "verify": verify}
     args = parser.parse_args(argv)
-    if args.command == "reject-sample":
-        rejection.run_command(args)
+    if args.command in runners:
+        runners[args.command].run_command(args)
     if args.command == "demo":
         from valley3.data.demo import make_demo
         from valley3.eval.demo_split import write_eval_split
@@ -127,43 +100,34 @@ def _pipeline_main(argv: list[str]) -> None:
     print("\n" + format_table(rows))
 
 
-def main(argv: list[str] | None = None) -> LightningCLI | None:
+def main(argv: list[str] | None = None):
     """Entry point of the `valley3` command; given `argv` (notebooks, tests) it returns the LightningCLI.
 
     From the console script (no `argv`) it returns None: the script hands the return value to `sys.exit`,
     which would print an object and exit with status 1.
     """
     args = sys.argv[1:] if argv is None else list(argv)
-    if args and args[0] == "data":
+    if not args:
+        print(usage(), file=sys.stderr)
+        raise SystemExit(2)
+    if args[0] in ("-h", "--help"):
+        print(__doc__ + "\n\n" + usage() + "\n\n" + components_help())
+        return None
+    if args[0] == "data":
         _data_main(args[1:])
         return None
-    if args and args[0] == "pipeline":
+    if args[0] == "pipeline":
         _pipeline_main(args[1:])
         return None
-    if args and args[0] in ("search", "agent"):
-        from valley3.agent.cli import main as agent_main
-        from valley3.agent.search.cli import main as search_main
-
-        (search_main if args[0] == "search" else agent_main)(args[1:])
+    if args[0] in _TOOLS:  # each tool's module has a main(argv); imported only when its command runs
+        importlib.import_module(_TOOLS[args[0]]).main(args[1:])
         return None
-    if args and args[0] == "inspect":
-        from valley3.inspect import main as inspect_main
+    if not args[0].startswith("-") and args[0] not in LIGHTNING:
+        print(f"valley3: unknown command {args[0]!r}\n\n{usage()}", file=sys.stderr)
+        raise SystemExit(2)
+    from valley3._lightning import run
 
-        inspect_main(args[1:])
-        return None
-    epilog = components_help()
-    kwargs = {"epilog": epilog, "formatter_class": _HelpFormatter}
-    subcommand_kwargs = {name: dict(kwargs) for name in ("fit", "validate", "test", "predict")}
-    cli = _CLI(
-        OmniStage,
-        BaseDataModule,
-        subclass_mode_model=True,
-        subclass_mode_data=True,
-        args=argv,  # None: LightningCLI reads sys.argv itself
-        parser_kwargs={"description": __doc__, **kwargs, **subcommand_kwargs},
-        save_config_kwargs={"overwrite": True},
-        auto_configure_optimizers=False,
-    )
+    cli = run(argv, __doc__)  # None: LightningCLI reads sys.argv itself
     return cli if argv is not None else None
 
 

@@ -14,6 +14,8 @@ from typing import Any
 import torch
 import yaml
 
+from valley3.callbacks import LossSummary
+
 # A fit runner: LightningCLI arguments -> the CLI object after `fit` (valley3.cli.main in practice; injected so
 # this module does not import the command line above it).
 FitRunner = Callable[[list[str]], Any]
@@ -129,12 +131,12 @@ def _fit(step, pipeline, folder, folders, last_ckpt, common_args, fit) -> dict[s
     cli = fit(argv)
     seconds = time.perf_counter() - start
     trainer, stage = cli.trainer, cli.model
-    losses = next(c for c in trainer.callbacks if type(c).__name__ == "LossSummary")
+    losses = next(c for c in trainer.callbacks if isinstance(c, LossSummary))
     first, last = losses.first_last() if losses.losses else (float("nan"), float("nan"))
     trained = [name for name, lr in stage.lrs.items() if lr > 0]
     row = {"step": step.name, "stage": type(stage).__name__,
            "trains": "all" if len(trained) == len(stage.lrs) else ", ".join(trained),
-           "steps": trainer.global_step, "tokens": stage._tokens_seen, "seconds": round(seconds, 1),
+           "steps": trainer.global_step, "tokens": stage.tokens_seen, "seconds": round(seconds, 1),
            "first_loss": first, "final_loss": last, "status": "resumed" if resumed else "ran"}
     # Every rank takes part in saving (FSDP2 writes a folder of shards); rank 0 then renames it into place.
     tmp = folder / "final.ckpt.tmp"

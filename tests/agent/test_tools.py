@@ -18,6 +18,9 @@ from valley3.agent.tools import (
     ToolResult,
     parse_tool_calls,
 )
+from transformers import AutoTokenizer
+
+from valley3.assets import tiny_tokenizer_dir
 from valley3.data.formats import parse_record
 from valley3.data.schema import Turn
 from valley3.data.templates import ChatTemplate, render_tool_call
@@ -141,6 +144,14 @@ def test_template_renders_tool_turns_as_qwen():
                     "<|im_start|>user\n<tool_response>\nr1\n</tool_response>\n<tool_response>\nr2\n"
                     "</tool_response><|im_end|>\n<|im_start|>assistant\nok<|im_end|>\n")
     assert not any(s.trained for s in segs if "tool_response" in s.text)
+    # The exported Jinja template (tokenizer.apply_chat_template) renders tool turns the same way.
+    tokenizer = AutoTokenizer.from_pretrained(tiny_tokenizer_dir())
+    messages = [{"role": t.role, "content": t.content} for t in turns]
+    for system in ("", "Be brief."):
+        template = ChatTemplate(default_system=system)
+        jinja = tokenizer.apply_chat_template(messages, chat_template=template.jinja(), tokenize=False,
+                                              add_generation_prompt=True)
+        assert jinja == template.text(turns, add_generation_prompt=True)
 
 
 def test_messages_with_openai_tool_calls(tmp_path):

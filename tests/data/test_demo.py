@@ -37,7 +37,7 @@ def test_same_seed_gives_identical_files(synthetic, tmp_path):
     demo.make_demo(tmp_path, n_products=N, seed=3, speech="synthetic")
     first, second = _files(root, "*.jsonl", "images/*.png", "audio/*.wav"), _files(tmp_path, "*.jsonl",
                                                                                     "images/*.png", "audio/*.wav")
-    assert len(first) == 2 * N + len(SPLIT_FILES) + 1
+    assert len(first) == 2 * N + len(SPLIT_FILES) + 1 + 2  # + reasoning_{train,val}
     assert first == second
 
 

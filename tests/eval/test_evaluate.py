@@ -4,6 +4,7 @@ checkpoint, prints one table row per benchmark and sub-task, and writes the JSON
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,9 @@ from valley3.eval.benchmarks import (
     MMECInstruct,
     OmniEcom,
 )
+from valley3.eval.report import ResultRow
+
+from ._aggregate import assert_table_matches, table_from_predictions
 
 ROOT = Path(__file__).resolve().parents[2]
 SUITES = {"omni_ecom": OmniEcom, "ecom_vqa": EcomVQA, "ecom_caption": EcomCaption, "ebay": EBay,
@@ -96,3 +100,10 @@ def test_valley3_test_on_a_demo_checkpoint_prints_the_table_and_writes_the_files
     assert set(records[0]) >= {"id", "benchmark", "subtask", "prompt", "prediction", "reference", "score", "malformed"}
     overall = {(r["benchmark"], r["subtask"]): r for r in rows}
     assert overall["ecom_vqa", "overall"]["count"] == 18 and overall["ebay", "dae"]["count"] == 2
+    for bench in cli.datamodule.benchmarks:  # every printed number is the aggregate of the per-sample lines
+        mine = [r for r in records if r["benchmark"] == bench.name]
+        table = [ResultRow(**{**r, "score": r["score"] if r["score"] is not None else math.nan})
+                 for r in rows if r["benchmark"] == bench.name]
+        refs = {i.uid: i.target for i in bench.items}
+        assert_table_matches(table, table_from_predictions(bench.name, mine, refs, tokenizer="ptb"))
+    assert {p.name for p in (run / "plots").iterdir()} >= {f"{b}.png" for b in EXPECTED_ROWS}

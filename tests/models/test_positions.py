@@ -6,7 +6,10 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from valley3.models.positions import Audio, Image, Text, Video, merged_grid, mrope_ids, rope_ids, tm_rope_ids
+from valley3.models.positions import AUDIO_IN_VIDEO as AUDIO_IN_VIDEO_KIND
+from valley3.models.positions import (
+    Audio, Image, Text, Video, audio_in_video_order, merged_grid, mrope_ids, placeholder_runs, rope_ids, tm_rope_ids,
+)
 
 
 def _t(rows):
@@ -157,18 +160,46 @@ def test_parity_qwen3_omni_image_audio_video():
     assert torch.equal(ref[:, 0].long(), ours) and nxt - len(toks) == int(delta.item())
 
 
-def test_parity_qwen3_omni_audio_in_video():
+def _feat_lengths(frames: int) -> int:  # AuT tokens of `frames` mel frames (the release's formula)
+    leave = frames % 100
+    return ((((leave - 1) // 2 + 1) - 1) // 2 + 1 - 1) // 2 + 1 + (frames // 100) * 13
+
+
+# (merged grid t, h, w; seconds per grid; mel frames of the video's sound): audio shorter and longer than the
+# frames, ties between a grid and an audio token, a tall frame whose h ids pass the audio tail's, one grid.
+AUDIO_IN_VIDEO = [
+    ((2, 2, 2), 0.32, 100), ((4, 1, 2), 1.0, 100), ((3, 2, 1), 0.04, 1000), ((1, 10, 2), 2.0, 30),
+    ((2, 3, 3), 0.5, 257), ((5, 1, 1), 0.2, 1),
+]
+
+
+@pytest.mark.parametrize("grid, seconds, frames", AUDIO_IN_VIDEO)
+def test_parity_qwen3_omni_audio_in_video(grid, seconds, frames):
+    """use_audio_in_video=True: one block per video, 2-token brackets, grids and audio merged by temporal id."""
     fake, omni = _omni_self()
-    i = _IDS
-    toks = [1, 1, i["vs"], i["as_"]] + [i["video"]] * 8 + [i["audio"]] * 13 + [i["ae"], i["ve"], 1]
+    i, (t, h, w) = _IDS, grid
+    video = Video(t, h, w, timestamps=[k * seconds for k in range(t)], audio=Audio(_feat_lengths(frames)))
+    order = audio_in_video_order(video)
+    kinds = [i["video"] if k < t * h * w else i["audio"] for k in order.tolist()]
+    # ... <vs><as> block <ae><ve> text, then a separate one-token audio item and text.
+    toks = [1, 1, i["vs"], i["as_"], *kinds, i["ae"], i["ve"], 1, 1, i["as_"], i["audio"], i["ae"], 1]
     input_ids = torch.tensor([toks])
     ref, delta = omni.get_rope_index(
-        fake, input_ids, video_grid_thw=torch.tensor([[2, 4, 4]]), attention_mask=torch.ones_like(input_ids),
-        use_audio_in_video=True, audio_seqlens=torch.tensor([100]), second_per_grids=torch.tensor([0.32]),
+        fake, input_ids, video_grid_thw=torch.tensor([[t, 2 * h, 2 * w]]), attention_mask=torch.ones_like(input_ids),
+        use_audio_in_video=True, audio_seqlens=torch.tensor([frames, 1]), second_per_grids=torch.tensor([seconds]),
     )  # fmt: skip
-    segs = [Text(4), Video(2, 2, 2, timestamps=[0.0, 0.32], audio=Audio(13)), Text(3)]
+    segs = [Text(4), video, Text(5), Audio(1), Text(2)]
     ours, nxt = tm_rope_ids(segs)
     assert torch.equal(ref[:, 0].long(), ours) and nxt - len(toks) == int(delta.item())
+    assert placeholder_runs(toks, {i["video"]: "video", i["audio"]: "audio"})[1] == (AUDIO_IN_VIDEO_KIND, len(kinds))
+
+
+def test_audio_in_video_tail_is_the_reference_next_id():
+    """A one-grid tall frame and 3 audio tokens: the block ends on the audio run (ids 0..2), so text resumes at 3,
+    not after the frame's h ids (0..9), as transformers' Qwen3-Omni does."""
+    video = Video(1, 10, 1, timestamps=[0.0], audio=Audio(3))
+    ids, nxt = tm_rope_ids([video])
+    assert ids[1].tolist() == list(range(10)) + [0, 1, 2] and nxt == 3
 
 
 def test_valley3_release_rule_text_image_video_audio():

@@ -52,7 +52,7 @@ def _grads(stage: OmniStage, batch: dict) -> tuple[torch.Tensor, dict[str, torch
 
 @pytest.mark.parametrize("present, idle", [("image", "audio"), ("audio", "vision")])
 def test_a_missing_modality_still_reaches_its_tower_with_exactly_zero_gradient(media, present, idle):
-    on, off = OmniStage(tiny_omni()), OmniStage(tiny_omni(), dummy_inputs=False)
+    on, off = OmniStage(tiny_omni()), OmniStage(tiny_omni(dummy_inputs=False))
     sample = _image("x", media["red"], "Red.") if present == "image" else _audio("x", media["tone"], "A tone.")
     batch = PadCollator(on.processor.pad_id)([on.processor(sample)])
     (loss_on, grads_on), (loss_off, grads_off) = _grads(on, batch), _grads(off, batch)

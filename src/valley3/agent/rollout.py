@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from valley3.agent.tools import ToolContext, ToolRegistry, ToolResult, parse_tool_calls
-from valley3.data.processor import IGNORE_INDEX, Example, OmniProcessor
+from valley3.agent.tools import FAILED, ToolContext, ToolRegistry, ToolResult, parse_tool_calls
+from valley3.data.processor import IGNORE_INDEX, Example, OmniProcessor, control_pattern
 from valley3.data.schema import MEDIA_TAGS, MediaRef, Sample, Turn
 from valley3.policy import Policy
 from valley3.policy.prompts import as_sample
@@ -196,6 +196,7 @@ class AgentRollout:
             else:
                 t.tool_calls += 1
                 result = self.tools.run(call, ToolContext([m.path for m in t.sample.media if m.kind == "image"]))
+                result = _checked(result, call.name, policy.processor)
             if result.error:
                 t.errors.append(result.error)
                 t.messages.append(result.text)
@@ -238,14 +239,31 @@ class AgentRollout:
             t.messages.append(message)
 
 
+def _reserved(text: str, processor: OmniProcessor) -> tuple[int, str] | None:
+    """(position, string) of the first media tag or control token in `text` (a media tag would ask for media that
+    do not exist; a control token, e.g. a placeholder or <|im_end|>, is the template's alone), or None."""
+    tag = re.search("|".join(map(re.escape, MEDIA_TAGS.values())), text)
+    control = control_pattern(processor.tokenizer, processor.template.tokens).search(text)
+    found = [m for m in (tag, control) if m is not None]
+    if not found:
+        return None
+    first = min(found, key=lambda m: m.start())
+    return first.start(), first.group()
+
+
 def _cut_reserved(text: str, processor: OmniProcessor) -> tuple[str, str | None]:
-    """The text up to the first media tag or placeholder token (which would ask for media that do not exist)."""
-    reserved = [*MEDIA_TAGS.values(), *(processor.template.tokens.placeholder(k) for k in MEDIA_TAGS)]
-    hits = [(text.find(r), r) for r in reserved if r in text]
-    if not hits:
-        return text, None
-    at, what = min(hits)
-    return text[:at], what
+    """The text up to its first media tag or control token, and that string (None when there is none)."""
+    hit = _reserved(text, processor)
+    return (text, None) if hit is None else (text[: hit[0]], hit[1])
+
+
+def _checked(result: ToolResult, name: str, processor: OmniProcessor) -> ToolResult:
+    """A result whose text holds a control token becomes a FAILED message (rendered, it would end the turn early or
+    ask for media); media tags were checked against its images by the registry."""
+    hit = _reserved(result.text.replace(MEDIA_TAGS["image"], ""), processor)
+    if hit is None:
+        return result
+    return ToolResult(FAILED.format(name=name, detail=f"its result holds the reserved string {hit[1]}"), error="failed")
 
 
 def _seed(seed: int | None, turn: int, group: int) -> int | None:

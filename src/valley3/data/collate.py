@@ -90,4 +90,6 @@ class PadCollator:
         )
         if any(ex.reference is not None for ex in examples):
             batch["references"] = [ex.reference for ex in examples]
+        if any(ex.prompt is not None for ex in examples):
+            batch["prompts"] = [ex.prompt for ex in examples]
         return batch

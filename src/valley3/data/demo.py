@@ -15,6 +15,7 @@ import numpy as np
 import soundfile as sf
 from PIL import Image, ImageDraw, ImageFont
 
+from valley3.data.demo_reasoning import reasoning_samples
 from valley3.data.schema import ROLES
 from valley3.data.templates import ChatTemplate
 
@@ -279,6 +280,9 @@ _README = """# valley3 demo dataset (synthetic; made by `valley3.data.demo.make_
   synthetic tones): the alignment data of stage S0.
 - `general_{{train,val}}.jsonl`: open-domain text QA (arithmetic, comparisons), as many as products: the
   non-e-commerce share of the S2 mixture.
+- `reasoning_{{train,val}}.jsonl`: multi-step questions about a pictured product (discounts, budgets, attribute
+  matches, shipping), each answered as `<thinking>...</thinking>` + answer at every effort level of the release's
+  set (minimal / medium / high; `effort` names it); the thinking grows with the level (reasoning SFT, P1).
 """
 
 
@@ -313,6 +317,7 @@ def make_demo(out, n_products: int = 96, seed: int = 0, image_size: int = 64,
     paths = {"catalog": out / "catalog.jsonl", "images": out / "images", "audio": out / "audio",
              "readme": out / "README.md"}
     rows = {"catalog": products, **_all_conversations(products, seed, transcripts=use_espeak)}
+    rows |= {f"reasoning_{split}": reasoning_samples(products, seed, split) for split in ("train", "val")}
     for name, items in rows.items():
         paths[name] = out / f"{name}.jsonl"
         with open(paths[name], "w", encoding="utf-8", newline="\n") as f:

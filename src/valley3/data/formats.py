@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from valley3.data.media_keys import MEDIA_KEYS, check_unknown, media_paths
 from valley3.data.schema import MEDIA_KINDS, MEDIA_TAGS, MediaRef, Sample, SchemaError, Turn
 from valley3.data.templates import render_tool_call
 
@@ -24,13 +25,14 @@ LLAVA_ROLES = {
     "tool": "tool",
     "observation": "tool",
 }
-_MESSAGES_KEYS = {"id", "messages", "system", "images", "audios", "videos"}
-_LLAVA_KEYS = {"id", "conversations", "system", "image", "audio", "video"}
+_MESSAGES_KEYS = {"id", "messages", "system", *MEDIA_KEYS}
+_LLAVA_KEYS = {"id", "conversations", "system", *MEDIA_KEYS}
 _TAG_RE = re.compile("|".join(re.escape(tag) for tag in MEDIA_TAGS.values()))
 
 
 def read_samples(
-    path: str | os.PathLike, format: str = "auto", media_root: str | os.PathLike | None = None
+    path: str | os.PathLike, format: str = "auto", media_root: str | os.PathLike | None = None,
+    errors: list[str] | None = None,
 ) -> list[Sample]:
     """Read every sample of a JSONL or JSON-list file, each validated.
 
@@ -40,15 +42,17 @@ def read_samples(
         format: "messages" (ms-swift), "llava" (LLaVA-OneVision / ShareGPT "conversations"), or "auto",
             which picks per record by its "messages" or "conversations" key.
         media_root: folder that relative media paths are resolved against; default the data file's folder.
+        errors: given, a record that does not fit is skipped and its error message appended here.
 
     Raises:
         SchemaError: a record does not fit; the message starts with "file:line" (or "file: entry N").
     """
-    return list(iter_samples(path, format, media_root))
+    return list(iter_samples(path, format, media_root, errors))
 
 
 def iter_samples(
-    path: str | os.PathLike, format: str = "auto", media_root: str | os.PathLike | None = None
+    path: str | os.PathLike, format: str = "auto", media_root: str | os.PathLike | None = None,
+    errors: list[str] | None = None,
 ) -> Iterator[Sample]:
     """Like `read_samples`, but yields samples one by one, so JSONL files of any size stream.
 
@@ -56,13 +60,23 @@ def iter_samples(
         path: the data file.
         format: "messages", "llava" or "auto".
         media_root: folder that relative media paths are resolved against; default the data file's folder.
+        errors: given, a record that does not fit is skipped and its error message appended here.
     """
     if format not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, got {format!r}")
     path = Path(path)
     base_dir = Path(media_root).expanduser().absolute() if media_root is not None else path.absolute().parent
     for source, default_id, record in _records(path):
-        yield parse_record(record, source, base_dir, format, default_id=default_id)
+        try:
+            if isinstance(record, SchemaError):  # a line that is not JSON (or not UTF-8)
+                raise record
+            sample = parse_record(record, source, base_dir, format, default_id=default_id)
+        except SchemaError as err:
+            if errors is None:
+                raise
+            errors.append(str(err))
+            continue
+        yield sample
 
 
 def parse_record(
@@ -104,10 +118,13 @@ def parse_record(
         known, sep = _LLAVA_KEYS, "\n"
     else:
         raise ValueError(f"format must be one of {FORMATS}, got {format!r}")
+    check_unknown(record, known, where)
     turns = _with_system(turns, record.get("system"), where)
     turns = _with_missing_tags(turns, files, sep)
     media = _media_in_tag_order(turns, files, Path(base_dir))
     meta = {k: v for k, v in record.items() if k not in known}
+    if isinstance(meta.get("meta"), dict):  # a record's own "meta" object (pass_rate, ifd, ...) is read flat
+        meta = {**meta.pop("meta"), **meta}
     return Sample(id=sample_id, turns=turns, media=media, source=source, meta=meta).validate()
 
 
@@ -124,15 +141,18 @@ def _records(path: Path) -> Iterator[tuple[str, str, Any]]:
         return
     with path.open("rb") as f:
         for lineno, raw in enumerate(f, start=1):
-            line = _decode(raw, path, lineno).strip()
-            if not line:
-                continue
+            # A bad line is yielded as its error, so a reader that skips bad records can go on to the next line.
+            line = ""
             try:
-                record = json.loads(line)
+                line = _decode(raw, path, lineno).strip()
+                record = json.loads(line) if line else None
+            except SchemaError as err:
+                record = err
             except json.JSONDecodeError as exc:
                 hint = " (a .json file must hold one JSON list)" if path.suffix == ".json" else ""
-                raise SchemaError(f"{path}:{lineno}: invalid JSON ({exc.msg}, column {exc.colno}){hint}") from None
-            yield f"{path}:{lineno}", f"{path.stem}:{lineno}", record
+                record = SchemaError(f"{path}:{lineno}: invalid JSON ({exc.msg}, column {exc.colno}){hint}")
+            if isinstance(record, SchemaError) or line:
+                yield f"{path}:{lineno}", f"{path.stem}:{lineno}", record
 
 
 def _is_json_list(path: Path) -> bool:
@@ -179,9 +199,9 @@ def _messages(record: dict[str, Any], where: str) -> tuple[list[Turn], dict[str,
         turns.append(Turn(role, content))
     files = {}
     for kind in MEDIA_KINDS:
-        listed = _paths(record.get(f"{kind}s"), f"{kind}s", where)
+        key, listed = media_paths(record, kind, "messages", where)
         if inline[kind] and listed:
-            raise SchemaError(f"{where}: {kind} paths given both inside the content and in '{kind}s'; use one")
+            raise SchemaError(f"{where}: {kind} paths given both inside the content and in '{key}'; use one")
         files[kind] = inline[kind] or listed
     return turns, files
 
@@ -240,7 +260,7 @@ def _llava(record: dict[str, Any], where: str) -> tuple[list[Turn], dict[str, li
         if not isinstance(value, str):
             raise SchemaError(f"{where}: turn {i} 'value' must be a string, got {_type(value)}")
         turns.append(Turn(role, value))
-    files = {kind: _paths(record.get(kind), kind, where) for kind in MEDIA_KINDS}
+    files = {kind: media_paths(record, kind, "llava", where)[1] for kind in MEDIA_KINDS}
     if files["video"] and not files["image"] and _count(turns, "video") == 0:
         if _count(turns, "image") == len(files["video"]):
             # LLaVA-Video data marks a video with <image>, which LLaVA-NeXT's loader expects.
@@ -285,22 +305,6 @@ def _resolve(path: str, base_dir: Path) -> str:
     if not path or "://" in path or os.path.isabs(path):
         return path  # empty paths fail validation; URLs are kept for the loader to reject by name
     return str(base_dir / path)
-
-
-def _paths(value: Any, key: str, where: str) -> list[str]:
-    if value is None:
-        return []
-    items = [value] if isinstance(value, (str, dict)) else value
-    if not isinstance(items, list):
-        raise SchemaError(f"{where}: '{key}' must be a path or a list of paths, got {_type(value)}")
-    paths = []
-    for item in items:
-        # ms-swift also writes {"path": ...} entries
-        path = item.get("path") if isinstance(item, dict) else item
-        if not isinstance(path, str):
-            raise SchemaError(f"{where}: '{key}' entries must be paths (strings), got {_type(item)}")
-        paths.append(path)
-    return paths
 
 
 def _required_list(record: dict[str, Any], key: str, where: str) -> list[Any]:

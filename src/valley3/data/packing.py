@@ -75,6 +75,7 @@ class PackStats:
     truncated: int = 0  # over-long, cut to max_tokens
     skipped: int = 0  # over-long ("skip", or a cut through media) or alone over a media budget
     unreadable: int = 0  # the dataset gave None (media that could not be read)
+    decoded: int = 0  # media items the cost pass had to decode (their metadata could not tell)
 
     def pad_fraction(self, max_tokens: int) -> float:
         """Share of the packs' `max_tokens` capacity left empty."""
@@ -208,6 +209,28 @@ class PackingCollator:
     restarting per sample, `cu_seqlens` marking sample boundaries over the flattened rows (a row's padding
     joins its last sample, which never attends forward), and media grouped by modality in sample order with
     `*_owner` = the sample's index in `sample_ids`. Accepts one pack (a list of examples) or a list of packs.
+
+    Two packs, width 8: row 0 holds samples a (3 tokens) and b (4), row 1 holds c (5); `.` is padding.
+
+        input_ids       a0 a1 a2 b0 b1 b2 b3 .  | c0 c1 c2 c3 c4 .  .  .
+        attention_mask  1  1  1  1  1  1  1  0  | 1  1  1  1  1  0  0  0
+        position_ids    0  1  2  0  1  2  3  0  | 0  1  2  3  4  0  0  0
+        labels          -  a1 a2 -  b1 b2 b3 -  | -  c1 c2 c3 c4 -  -  -   (- = IGNORE_INDEX; only assistant
+                                                                            tokens keep labels in practice)
+        cu_seqlens      [0, 3, 8, 16]   over the flattened rows: a = [0, 3), b = [3, 8) with row 0's pad, c = [8, 16)
+
+    The model never sees a T x T mask built from `attention_mask` here: the attention backend keeps each
+    `cu_seqlens` piece causal and to itself (block-diagonal mask or varlen kernel, `models/attention.py`):
+
+             a0 a1 a2 b0 b1 b2 b3 .
+        a0   x
+        a1   x  x
+        a2   x  x  x
+        b0            x
+        b1            x  x
+        b2            x  x  x
+        b3            x  x  x  x
+        .             x  x  x  x  x
 
     Args:
         pad_id: the tokenizer's pad token id.

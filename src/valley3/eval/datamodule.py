@@ -15,6 +15,7 @@ from valley3.data.datamodules.base import BaseDataModule
 from valley3.data.media import MediaError
 from valley3.data.processor import Example, OmniProcessor, SampleError
 from valley3.eval.benchmarks.base import Benchmark, EvalItem
+from valley3.threads import loader_workers
 
 
 class _PromptDataset(Dataset):
@@ -84,11 +85,11 @@ class BenchmarkDataModule(BaseDataModule):
     Args:
         benchmarks: the suites to run (``valley3.eval.benchmarks``), in report order.
         batch_size: prompts per generation batch (per device).
-        num_workers: DataLoader worker processes.
+        num_workers: DataLoader worker processes, or "auto" (see `BaseDataModule`).
         strict: raise on an unreadable media file or unusable prompt instead of skipping it.
     """
 
-    def __init__(self, benchmarks: list[Benchmark], batch_size: int = 8, num_workers: int = 0, strict: bool = False):
+    def __init__(self, benchmarks: list[Benchmark], batch_size: int = 8, num_workers: int | str = "auto", strict: bool = False):
         super().__init__(batch_size=batch_size, num_workers=num_workers, strict=strict)
         names = [b.name for b in benchmarks]
         if not benchmarks or len(set(names)) != len(names):
@@ -115,9 +116,8 @@ class BenchmarkDataModule(BaseDataModule):
             dataset,
             batch_size=self.batch_size,
             sampler=sampler,
-            num_workers=self.num_workers,
             collate_fn=_EvalCollator(self.processor.pad_id, benchmark.name),
-            persistent_workers=self.num_workers > 0,
+            **loader_workers(self.num_workers),
         )
 
     def test_dataloader(self) -> list[DataLoader]:

@@ -166,6 +166,10 @@ def _ecommmmu(val: list[dict], catalog: list[dict], rng: random.Random, demo: Pa
         elif sub == "SA":
             review = f'Review: "Love this {p["colour"]} {p["category"]}, great quality!"'
             row = _rec(question=f"{review} Is the review positive or negative?", answer="positive")
+        elif sub == "CP":  # click-through prediction: would the user buy the candidate, given what they bought
+            row = _rec(question="<image><image>The user bought the first item. Would they buy the second one? "
+                       "Answer yes or no.", images=[*img, f"../{q['image']}"],
+                       answer="yes" if p["category"] == q["category"] else "no")
         elif sub == "PSI":
             row = _rec(question="<image><image>Could the second item substitute for the first? Answer yes or no.",
                        images=[*img, f"../{q['image']}"], answer="yes" if p["category"] == q["category"] else "no")
@@ -173,7 +177,6 @@ def _ecommmmu(val: list[dict], catalog: list[dict], rng: random.Random, demo: Pa
             relations = ["same product", "same category", "same brand", "unrelated"]
             question, pool, answer = {
                 "AP": ("What is the colour aspect of this item?", sorted(COLOURS), p["colour"]),
-                "CP": ("Which category does this item belong to?", sorted(CATEGORIES), p["category"]),
                 "MPC": ("Which brand sells this item?", list(BRANDS), p["brand"]),
                 "PRP": (f'How is this item related to "{p["title"]}"?', relations, "same product"),
             }[sub]
@@ -189,8 +192,10 @@ def _ecinstruct(val: list[dict], catalog: list[dict], rng: random.Random, demo: 
         p, q = val[n % len(val)], val[(n + 1) % len(val)]
         title = p["title"]
         rows += [
-            _rec(task="Attribute_Value_Extraction", instruction="Extract the brand and colour as JSON.", input=title,
-                 output={"brand": p["brand"], "colour": p["colour"]}),
+            _rec(task="Attribute_Value_Extraction", instruction="Extract the brand and colour as a JSON list of "
+                 "attribute, value and source objects.", input=title,
+                 output=[{"attribute": "brand", "value": p["brand"], "source": "title"},
+                         {"attribute": "colour", "value": p["colour"], "source": "title"}]),
             _rec(task="Multiclass_Product_Classification", instruction="Which category is this product?",
                  input=title, options=sorted(CATEGORIES), output=p["category"]),
             _rec(task="Product_Matching", instruction="Do the two titles describe the same product? Answer yes or no.",

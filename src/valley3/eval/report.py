@@ -1,4 +1,5 @@
-"""Results of a benchmark run: a markdown table for stdout, JSON and CSV for the log dir, predictions as JSONL."""
+"""Results of a benchmark run: a markdown table for stdout, JSON, CSV and PNG plots for the log dir, predictions
+as JSONL."""
 
 from __future__ import annotations
 
@@ -87,8 +88,9 @@ def write_results(
     out_dir: str | Path,
     meta: Mapping[str, Any] | None = None,
 ) -> dict[str, Path]:
-    """Write ``results.md``, ``results.json``, ``results.csv`` (one line per row and number) and
-    ``predictions.jsonl`` (one line per scored or skipped sample) into ``out_dir``; return their paths."""
+    """Write ``results.md``, ``results.json``, ``results.csv`` (one line per row and number),
+    ``predictions.jsonl`` (one line per scored or skipped sample) and ``plots/*.png`` (:func:`write_plots`)
+    into ``out_dir``; return their paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {name: out / name for name in ("results.md", "results.json", "results.csv", "predictions.jsonl")}
@@ -105,4 +107,48 @@ def write_results(
                 writer.writerow([row.benchmark, row.subtask, name, value, row.count, row.skipped])
     with open(paths["predictions.jsonl"], "w", encoding="utf-8", newline="\n") as f:
         f.writelines(json.dumps(_json_safe(dict(r)), ensure_ascii=False) + "\n" for r in records)
+    return paths | {f"plots/{p.name}": p for p in write_plots(rows, out / "plots")}
+
+
+def _headlines(rows: Sequence[ResultRow]) -> list[ResultRow]:
+    """Each suite's own numbers: its ``overall`` row, or where it has none (eBay) its rows without a "/"."""
+    with_overall = {r.benchmark for r in rows if r.subtask == OVERALL}
+    return [r for r in rows if r.subtask == OVERALL or (r.benchmark not in with_overall and "/" not in r.subtask)]
+
+
+def write_plots(rows: Sequence[ResultRow], out_dir: str | Path) -> list[Path]:
+    """One bar chart per benchmark (a bar per table row: its sub-tasks, then its headline rows) and
+    ``overview.png`` (every benchmark's headline rows), scores x100, each bar labelled with its value, n and
+    malformed count. Drawn on matplotlib's Agg canvas without pyplot, so no global backend changes."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    charts = {b: [r for r in rows if r.benchmark == b] for b in dict.fromkeys(r.benchmark for r in rows)}
+    headlines = _headlines(rows)
+    charts["overview"] = headlines
+    paths = []
+    for name, chart in charts.items():
+        if not chart:
+            continue
+        fig = Figure(figsize=(7.5, 1.3 + 0.38 * len(chart)), dpi=110)
+        FigureCanvasAgg(fig)
+        ax = fig.add_subplot()
+        labels = [f"{r.benchmark}: {r.subtask}" if name == "overview" else r.subtask for r in chart][::-1]
+        values = [0.0 if math.isnan(r.score) else 100 * r.score for r in chart][::-1]
+        colours = ["#1f4e79" if r in headlines else "#7fb3e0" for r in chart][::-1]
+        bars = ax.barh(labels, values, color=colours)
+        for bar, row in zip(bars, chart[::-1]):
+            note = f"{_fmt(float(row.score))} {row.metric}  n={row.count}  malformed={sum(row.malformed.values())}"
+            ax.text(bar.get_width() + 1, bar.get_y() + bar.get_height() / 2, note, va="center", fontsize=7)
+        top = max(100.0, *values)
+        ax.set_xlim(0, top * 1.45)  # room for the labels right of the bars
+        ax.set_xticks([t for t in range(0, int(top) + 1, 20)])
+        ax.set_xlabel("score x100")
+        ax.set_title("headline scores" if name == "overview" else f"{name}: per sub-task", fontsize=10)
+        ax.tick_params(axis="y", labelsize=8)
+        fig.tight_layout()
+        paths.append(out / f"{name}.png")
+        fig.savefig(paths[-1])
     return paths

@@ -12,6 +12,7 @@ from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import sdpa_mask
 
 from valley3._optional import is_available
+from valley3.compat import attn_implementation
 
 # valley3's own backend: one causal SDPA call per group of equal-length samples, no T x T mask.
 SDPA_VARLEN = "sdpa_varlen"
@@ -64,7 +65,7 @@ def block_causal_mask(
 
 def packed_inputs(config: Any, cu_seqlens: torch.Tensor, inputs_embeds: torch.Tensor) -> dict[str, Any]:
     """The keyword arguments a transformers causal LM (of `config`) needs to keep the packed samples apart."""
-    backend = config._attn_implementation
+    backend = attn_implementation(config)
     shape = tuple(inputs_embeds.shape[:2])
     if backend in MASK_BACKENDS:
         cu = cu_seqlens.to(inputs_embeds.device)
@@ -136,6 +137,9 @@ def sdpa_varlen_attention(
     return out.permute(1, 2, 0, 3), None  # transformers expects [B, T, H, D]
 
 
-AttentionInterface.register(SDPA_VARLEN, sdpa_varlen_attention)
-# Unpacked batches (validation, generation) get exactly the mask SDPA gets.
-AttentionMaskInterface.register(SDPA_VARLEN, sdpa_mask)
+def register_backends() -> None:
+    """Make `sdpa_varlen` a transformers attention backend. Idempotent (a registration maps the name to the same
+    function again); the decoders call it before building a model, so importing this module changes nothing."""
+    AttentionInterface.register(SDPA_VARLEN, sdpa_varlen_attention)
+    # Unpacked batches (validation, generation) get exactly the mask SDPA gets.
+    AttentionMaskInterface.register(SDPA_VARLEN, sdpa_mask)

@@ -51,8 +51,10 @@ class Sampling:
         top_k: keep the k likeliest tokens (0 = off).
         top_p: keep the smallest set of tokens whose mass reaches p (1 = off).
         eos_ids: tokens that end a row (not kept in its output).
-        min_new_tokens: the eos ids are masked out before this many tokens.
+        min_new_tokens: the eos ids (and `early_banned`) are masked out before this many tokens.
         generator: the random stream of the draws (None: torch's global one).
+        early_banned: more ids masked out before `min_new_tokens` (e.g. a thinking marker where an answer must
+            start).
     """
 
     max_new_tokens: int = 64
@@ -62,6 +64,7 @@ class Sampling:
     eos_ids: tuple[int, ...] = ()
     min_new_tokens: int = 0
     generator: torch.Generator | None = None
+    early_banned: tuple[int, ...] = ()
 
     def __post_init__(self):
         if self.temperature < 0 or not 0 < self.top_p <= 1 or self.top_k < 0 or self.max_new_tokens < 0:
@@ -76,8 +79,8 @@ class Sampling:
         its row index, never on which other rows have ended.
         """
         logits = logits.float()
-        if step < self.min_new_tokens and self.eos_ids:
-            logits[:, list(self.eos_ids)] = float("-inf")
+        if step < self.min_new_tokens and (self.eos_ids or self.early_banned):
+            logits[:, list(self.eos_ids + self.early_banned)] = float("-inf")
         if self.temperature == 0:
             tokens = logits.argmax(-1)
             return tokens, logits.log_softmax(-1).gather(-1, tokens[:, None]).squeeze(-1)

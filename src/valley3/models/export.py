@@ -34,13 +34,18 @@ def export(
     tokenizer_dir: str | os.PathLike | None = None,
     max_shard_size: int | str = "5GB",
     tokenizer: Any = None,
+    chat_template: str | None = None,
+    fps: float | None = None,
+    audio_in_video: bool = False,
 ) -> Path:
     """Write `model` as an HF folder: config.json, safetensors weights (sharded past `max_shard_size`), tokenizer.
 
-    A Qwen3-VL decoder + AuT + Valley3's audio connector is written in the release's `valley_omni` layout (its
-    config fields and tensor names, plus preprocessor_config.json); any other OmniModel in valley3's plain layout
-    (its own tensor names). Both carry valley3's model description in config.json under "valley3", from which
-    `load` rebuilds the model.
+    A Qwen3-VL decoder + AuT + Valley3's audio connector is written in the release's `valley_omni` layout, which the
+    release's code loads and serves unchanged: its config fields, types and tensor names (every weight written, tied
+    ones too, and `tie_word_embeddings` false), preprocessor_config.json and video_preprocessor_config.json, and a
+    tokenizer carrying the named tokens and call defaults its `ValleyOmniProcessor` reads. Any other OmniModel is
+    written in valley3's plain layout (its own tensor names). Both carry valley3's model description in config.json
+    under "valley3", from which `load` rebuilds the model.
 
     Args:
         model: an OmniModel.
@@ -48,18 +53,22 @@ def export(
         tokenizer_dir: where the tokenizer files are copied from; defaults to the decoder's tokenizer folder.
         max_shard_size: the most bytes per safetensors file, as an int or "5GB", "200MB", "10KiB".
         tokenizer: a loaded tokenizer to save instead (e.g. the processor's, with the special tokens it added).
+        chat_template: a Jinja chat template to save with the tokenizer (`ChatTemplate.jinja()` renders valley3's).
+        fps: the frame rate videos were sampled at (`VideoSpec.fps`), for the release processor's time axis.
+        audio_in_video: whether the release processor interleaves a video's audio by default (`VideoSpec`).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     for stale in [*out.glob("model*.safetensors"), out / INDEX]:
         stale.unlink(missing_ok=True)
-    tok = _write_tokenizer(model, out, tokenizer_dir, tokenizer)
+    layout = "valley_omni" if valley_omni.applies(model) else "plain"
+    extra = valley_omni.tokenizer_kwargs(model, fps, audio_in_video) if layout == "valley_omni" else {}
+    tok = _write_tokenizer(model, out, tokenizer_dir, tokenizer, extra, chat_template)
     ids = {kind: tok.convert_tokens_to_ids(token) for kind, token in model.media_tokens.items()}
     if model.token_ids and any(ids[kind] != model.token_ids[kind] for kind in model.token_ids):
         raise ValueError(f"the tokenizer's placeholder ids {ids} differ from the model's {model.token_ids}; "
                          "pass the processor's tokenizer (export(..., tokenizer=processor.tokenizer))")
     state, tied = _unique(model.state_dict())
-    layout = "valley_omni" if valley_omni.applies(model) else "plain"
     meta = {
         "format_version": FORMAT_VERSION,
         "layout": layout,
@@ -69,21 +78,29 @@ def export(
         "tied": tied,
     }
     if layout == "valley_omni":
-        brackets = {kind: tok.convert_tokens_to_ids(t) for kind, t in valley_omni.QWEN_BRACKETS.items()}
-        missing = [valley_omni.QWEN_BRACKETS[k] for k, i in brackets.items() if i is None or i == tok.unk_token_id]
-        if missing:
-            raise ValueError(f"the tokenizer lacks {missing}, which the valley_omni config names")
+        config = _valley_omni_config(model, tok, ids, out)
         # The release loads lm_head by its own name, tied or not: tied tensors are written under every name.
         state = {valley_omni.to_release(k): v for k, v in _untie(state, tied).items()}
         meta["tied"] = {}
-        config = valley_omni.config(model, {**ids, **brackets}, tied=bool(tied))
-        (out / "preprocessor_config.json").write_text(json.dumps(valley_omni.preprocessor_config(model), indent=2))
     else:
         config = {"architectures": [type(model).__name__], "model_type": "valley3"}
     config["valley3"] = meta
     (out / "config.json").write_text(json.dumps(config, indent=2))
     _write_weights(state, out, _parse_size(max_shard_size))
     return out
+
+
+def _valley_omni_config(model: nn.Module, tok: Any, ids: dict[str, int], out: Path) -> dict[str, Any]:
+    """The release's config.json (returned) and processor configs (written), once the token ids are checked."""
+    brackets = {kind: tok.convert_tokens_to_ids(t) for kind, t in valley_omni.QWEN_BRACKETS.items()}
+    missing = [valley_omni.QWEN_BRACKETS[k] for k, i in brackets.items() if i is None or i == tok.unk_token_id]
+    if missing:
+        raise ValueError(f"the tokenizer lacks {missing}, which the valley_omni config names")
+    valley_omni.check_release_ids({**ids, **brackets})
+    for name, write in (("preprocessor_config.json", valley_omni.preprocessor_config),
+                        ("video_preprocessor_config.json", valley_omni.video_preprocessor_config)):
+        (out / name).write_text(json.dumps(write(model), indent=2))
+    return valley_omni.config(model, {**ids, **brackets})
 
 
 def load(path: str | os.PathLike, trusted: tuple[str, ...] = ("valley3.",)) -> nn.Module:
@@ -142,8 +159,10 @@ def _check_class_paths(spec: Any, where: Path, trusted: tuple[str, ...]) -> None
             _check_class_paths(value, where, trusted)
 
 
-def _write_tokenizer(model: nn.Module, out: Path, tokenizer_dir, tokenizer) -> Any:
-    """Copy (or save) the tokenizer into `out` and return it, loaded back from there."""
+def _write_tokenizer(model: nn.Module, out: Path, tokenizer_dir, tokenizer, init_kwargs: dict[str, Any],
+                     chat_template: str | None) -> Any:
+    """Copy (or save) the tokenizer into `out` and return it, loaded back from there; `init_kwargs` (named tokens,
+    processor defaults) and `chat_template` are saved with it."""
     from transformers import AutoTokenizer
 
     if tokenizer is not None:
@@ -156,10 +175,15 @@ def _write_tokenizer(model: nn.Module, out: Path, tokenizer_dir, tokenizer) -> A
         for file in files:
             if file.resolve() != (out / file.name).resolve():
                 shutil.copy2(file, out / file.name)
-    tok = AutoTokenizer.from_pretrained(out)
-    missing = [t for t in model.media_tokens.values() if t not in tok.get_vocab()]
+    tok = AutoTokenizer.from_pretrained(out, **init_kwargs)
+    vocab = tok.get_vocab()
+    missing = [t for t in model.media_tokens.values() if t not in vocab]
     if missing:
         raise ValueError(f"the tokenizer in {out} lacks {missing}; pass the processor's tokenizer, which adds them")
+    if init_kwargs or chat_template is not None:
+        if chat_template is not None:
+            tok.chat_template = chat_template
+        tok.save_pretrained(out)
     return tok
 
 

@@ -7,37 +7,34 @@ import inspect
 from typing import Any
 
 
-class RecordsInitArgs:
-    """Mixin: an instance keeps `(class, arguments given to its constructor)` in `_init_args`.
+def records_init_args(cls: type) -> type:
+    """Class decorator: an instance of `cls` keeps `(cls, arguments given to its constructor)` in `_init_args`.
 
+    Explicit on every component class that defines `__init__` (`tests/models/test_init_args.py` checks them).
     Only the outermost constructor records (a subclass calling `super().__init__` does not overwrite it), and only
-    the arguments actually given, like a YAML that names what it changes. `describe` turns them into the
-    `class_path` / `init_args` form jsonargparse builds from.
+    the arguments actually given, like a YAML that names what it changes. A subclass that is not decorated records
+    nothing, so `describe` refuses it instead of writing its parent's arguments under its own name.
     """
+    init = cls.__dict__["__init__"]
+    signature = inspect.signature(init)
 
-    def __init_subclass__(cls, **kwargs: Any):
-        super().__init_subclass__(**kwargs)
-        init = cls.__dict__.get("__init__")
-        if init is None or getattr(init, "_records_args", False):
-            return
-        signature = inspect.signature(init)
+    @functools.wraps(init)
+    def recording_init(self, *args: Any, **kw: Any) -> None:
+        if type(self).__init__ is recording_init and "_init_args" not in self.__dict__:
+            bound = signature.bind(self, *args, **kw).arguments
+            bound.pop(next(iter(signature.parameters)))  # self
+            for name, param in signature.parameters.items():
+                if param.kind is inspect.Parameter.VAR_KEYWORD:
+                    bound.update(bound.pop(name, {}))
+                elif param.kind is inspect.Parameter.VAR_POSITIONAL and bound.pop(name, ()):
+                    raise TypeError(f"{type(self).__name__} got *{name}; positional extras cannot be recorded")
+            # object.__setattr__: nn.Module.__init__ may not have run yet.
+            object.__setattr__(self, "_init_args", (type(self), dict(bound)))
+        init(self, *args, **kw)
 
-        @functools.wraps(init)
-        def recording_init(self, *args: Any, **kw: Any) -> None:
-            if "_init_args" not in self.__dict__:
-                bound = signature.bind(self, *args, **kw).arguments
-                bound.pop(next(iter(signature.parameters)))  # self
-                for name, param in signature.parameters.items():
-                    if param.kind is inspect.Parameter.VAR_KEYWORD:
-                        bound.update(bound.pop(name, {}))
-                    elif param.kind is inspect.Parameter.VAR_POSITIONAL and bound.pop(name, ()):
-                        raise TypeError(f"{type(self).__name__} got *{name}; positional extras cannot be recorded")
-                # object.__setattr__: nn.Module.__init__ may not have run yet.
-                object.__setattr__(self, "_init_args", (type(self), dict(bound)))
-            init(self, *args, **kw)
-
-        recording_init._records_args = True
-        cls.__init__ = recording_init
+    recording_init.records_init_args = True
+    cls.__init__ = recording_init
+    return cls
 
 
 def describe(obj: Any, drop: int = 0) -> dict[str, Any]:
@@ -46,7 +43,7 @@ def describe(obj: Any, drop: int = 0) -> dict[str, Any]:
     `drop` leaves out the first constructor parameters (a connector's widths, which OmniModel fills in).
     """
     if "_init_args" not in getattr(obj, "__dict__", {}):
-        raise TypeError(f"{type(obj).__name__} does not record its constructor arguments (subclass RecordsInitArgs)")
+        raise TypeError(f"{type(obj).__name__} does not record its constructor arguments (decorate its class with @records_init_args)")
     cls, args = obj._init_args
     dropped = [name for name in inspect.signature(cls.__init__).parameters][1 : 1 + drop]
     init_args = {}

@@ -13,10 +13,10 @@ from torch.distributed.fsdp import FSDPModule
 from valley3.models.audio.base import AudioEncoder
 from valley3.models.connectors.audio_mlp import AudioMLPConnector
 from valley3.models.connectors.mlp import MLPConnector
-from valley3.models.decoders.hf import HFDecoder
+from valley3.models.decoders.base import Decoder
 from valley3.models.decoding import DecodeState, generate_ids
-from valley3.models.init_args import RecordsInitArgs
 from valley3.models.vision.base import VisionEncoder
+from valley3.models.init_args import records_init_args
 
 # A connector is given as a class (or partial) that OmniModel calls with (encoder width, decoder width),
 # so a YAML never repeats the widths of the components it connects.
@@ -32,29 +32,35 @@ class PlaceholderMismatch(ValueError):
     """The placeholder tokens of a sample and the features its media produced differ in number."""
 
 
-class OmniModel(nn.Module, RecordsInitArgs):
+@records_init_args
+class OmniModel(nn.Module):
     """A decoder LM with optional vision and audio towers whose features replace placeholder tokens.
 
     Args:
-        decoder: the language model.
+        decoder: the language model; its `owns_vision` picks the architecture (see `models.decoders.base.Decoder`).
         vision: an image encoder, or None for a model without vision.
         vision_connector: builds the vision projector from (vision width, decoder width); MLP by default.
         audio: an audio encoder, or None for a model without audio.
         audio_connector: builds the audio projector from (audio width, decoder width); Valley3's by default.
         media_tokens: the placeholder token string per modality (must exist in the tokenizer).
+        dummy_inputs: in training (with gradients on), run a trainable tower whose media a batch lacks on a tiny
+            zero input and add 0 x its output, so ranks with different modality mixes call the same modules (FSDP's
+            all-gathers stay in step) and every parameter gets a gradient (DDP needs no `find_unused_parameters`).
+            The loss is unchanged bit for bit; the tower's gradient is exactly zero.
     """
 
     def __init__(
         self,
-        decoder: HFDecoder,
+        decoder: Decoder,
         vision: VisionEncoder | None = None,
         vision_connector: ConnectorFactory | None = None,
         audio: AudioEncoder | None = None,
         audio_connector: ConnectorFactory | None = None,
         media_tokens: dict[str, str] | None = None,
+        dummy_inputs: bool = True,
     ):
         super().__init__()
-        if vision is not None and hasattr(decoder, "add_vision"):
+        if vision is not None and decoder.owns_vision:
             raise ValueError(
                 f"{type(decoder).__name__} carries its own vision tower; give no `vision` (and no vision_connector)"
             )
@@ -66,10 +72,11 @@ class OmniModel(nn.Module, RecordsInitArgs):
         self.audio_connector = (audio_connector or AudioMLPConnector)(audio.embed_dim, width) if audio else None
         self.media_tokens = {**MEDIA_TOKENS, **(media_tokens or {})}
         self.token_ids: dict[str, int] = {}
+        self.dummy_inputs = dummy_inputs
 
     # -- what the processor reads: the same functions the features come from ----------------------
     def image_num_tokens(self, height: int, width: int) -> int:
-        if self._vision_in_decoder():
+        if self.decoder.owns_vision:
             return self.decoder.image_num_tokens(height, width)
         return self.vision_connector.num_tokens(self.vision.grid(height, width))
 
@@ -85,7 +92,7 @@ class OmniModel(nn.Module, RecordsInitArgs):
             "audio_connector": self.audio_connector,
             "decoder": self.decoder,
         }
-        if self._vision_in_decoder():  # Qwen3-VL: "vision" is its ViT, "decoder" its language model and head
+        if self.decoder.owns_vision:  # Qwen3-VL: "vision" is its ViT, "decoder" its language model and head
             parts.update(self.decoder.components())
         return {name: module for name, module in parts.items() if module is not None}
 
@@ -131,31 +138,29 @@ class OmniModel(nn.Module, RecordsInitArgs):
             features, per_frame = self._encode_pictures(video_pixels)
             per_video = [sum(n) for n in _split(per_frame, video_frames.tolist())]
             embeds = self._scatter(embeds, input_ids, "video", features, per_video, video_owner, *where)
-        embeds = self._keep_in_graph(embeds, "vision", pixel_values, video_pixels)
+        embeds = self._with_dummy_inputs(embeds, "vision", pixel_values, video_pixels)
         if audio_features is not None and len(audio_features):
             features = self.audio_connector(self.audio(audio_features, audio_lengths))
             per_item = [self.audio_num_tokens(n) for n in audio_lengths.tolist()]
             embeds = self._scatter(embeds, input_ids, "audio", features, per_item, audio_owner, *where)
-        embeds = self._keep_in_graph(embeds, "audio", audio_features)
+        embeds = self._with_dummy_inputs(embeds, "audio", audio_features)
         given = {"image": pixel_values, "audio": audio_features, "video": video_pixels}
-        if self._vision_in_decoder():  # the decoder scatters and checks its own pictures
+        if self.decoder.owns_vision:  # the decoder scatters and checks its own pictures
             given = {"audio": audio_features}
         for kind, inputs in given.items():
             if (inputs is None or not len(inputs)) and (input_ids == self.token_ids[kind]).any():
                 raise PlaceholderMismatch(f"the batch has {kind} placeholder tokens but no {kind} inputs")
         return embeds
 
-    # Training only: a tower whose media the batch lacks still runs, on a tiny zero input, so every rank calls
-    # the same modules in the same order (FSDP all-gathers) and gives every parameter a gradient (DDP with
-    # find_unused_parameters=False). OmniStage(dummy_inputs=False) turns it off.
-    dummy_inputs: bool = True
+    def _runs_dummy_inputs(self) -> bool:
+        return self.dummy_inputs and self.training and torch.is_grad_enabled()
 
-    def _keep_in_graph(self, embeds: torch.Tensor, kind: str, *inputs: Any) -> torch.Tensor:
+    def _with_dummy_inputs(self, embeds: torch.Tensor, kind: str, *inputs: Any) -> torch.Tensor:
         """`embeds` + 0 x the features of a zero input through `kind`'s tower (vision or audio) when the batch has
-        no input for it: the same values bit for bit, and an exactly-zero gradient for the tower."""
+        no input for it (see `dummy_inputs`): the same values bit for bit, an exactly-zero gradient for the tower."""
         vision = kind == "vision"
         encoder, connector = (self.vision, self.vision_connector) if vision else (self.audio, self.audio_connector)
-        if encoder is None or not (self.dummy_inputs and self.training and torch.is_grad_enabled()):
+        if encoder is None or not self._runs_dummy_inputs():
             return embeds
         if any(x is not None and len(x) for x in inputs):
             return embeds
@@ -192,14 +197,21 @@ class OmniModel(nn.Module, RecordsInitArgs):
         return torch.cat(out), [feature.shape[0] for feature in out]
 
     def _scatter(self, embeds, input_ids, kind, features, per_item, owner, sample_ids, cu_seqlens) -> torch.Tensor:
+        mask = self._check_placeholders(input_ids, kind, per_item, owner, sample_ids, cu_seqlens)
+        if int(mask.sum()) != features.shape[0]:  # the encoder made other counts than `per_item` says
+            raise PlaceholderMismatch(f"{int(mask.sum())} {kind} placeholders for {features.shape[0]} {kind} features")
+        return embeds.masked_scatter(mask.unsqueeze(-1), features.to(embeds.dtype))
+
+    def _check_placeholders(self, input_ids, kind, per_item, owner, sample_ids, cu_seqlens) -> torch.Tensor:
+        """The placeholder mask of `kind`, after checking each sample has as many placeholders as its items make
+        features (`per_item`). Per sample, not only in total: equal totals can still hide one sample's features
+        shifted into another's placeholders."""
         mask = input_ids == self.token_ids[kind]
         placeholders, produced = self._counts(mask, per_item, owner, cu_seqlens)
-        # Compared per sample, not only in total: equal totals can still hide one sample's features
-        # shifted into another's placeholders.
-        if placeholders != produced or int(mask.sum()) != features.shape[0]:
+        if placeholders != produced:
             names = list(sample_ids) if sample_ids is not None and owner is not None else None
             raise PlaceholderMismatch(self._mismatch_message(kind, placeholders, produced, names))
-        return embeds.masked_scatter(mask.unsqueeze(-1), features.to(embeds.dtype))
+        return mask
 
     @staticmethod
     def _counts(mask, per_item, owner, cu_seqlens) -> tuple[list[int], list[int]]:
@@ -225,7 +237,7 @@ class OmniModel(nn.Module, RecordsInitArgs):
     def _decoder_inputs(self, input_ids, cu_seqlens, media) -> tuple[torch.Tensor, dict[str, Any]]:
         """Token embeddings with OmniModel's media scattered in, and what the decoder takes besides: nothing for
         composed encoders; the tokens and the pictures for a decoder that carries its own vision (Qwen3-VL)."""
-        if not self._vision_in_decoder():
+        if not self.decoder.owns_vision:
             return self.embed(input_ids, cu_seqlens=cu_seqlens, **media), {}
         pictures = {k: media.pop(k) for k in _DECODER_VISION_KEYS if k in media}
         self._check_native_pictures(input_ids, pictures, media, cu_seqlens)
@@ -239,8 +251,8 @@ class OmniModel(nn.Module, RecordsInitArgs):
         packed batch (sample boundaries over the flattened rows), whose samples never attend to each other."""
         embeds, extra = self._decoder_inputs(input_ids, cu_seqlens, media)
         if extra:
-            keep = self.dummy_inputs and self.training and torch.is_grad_enabled()
-            return self.decoder(embeds, attention_mask, position_ids, cu_seqlens, keep_in_graph=keep, **extra)
+            return self.decoder(embeds, attention_mask, position_ids, cu_seqlens,
+                                dummy_inputs=self._runs_dummy_inputs(), **extra)
         return self.decoder(embeds, attention_mask=attention_mask, position_ids=position_ids, cu_seqlens=cu_seqlens)
 
     # -- cached decoding: the loop is `models.decoding.decode` ------------------------------------
@@ -271,16 +283,8 @@ class OmniModel(nn.Module, RecordsInitArgs):
             per_kind["video"] = [-(-n // tp) * self.image_num_tokens(*sizes[start])
                                  for start, n in zip(starts, pictures["video_frames"].tolist())]
         for kind, per_item in per_kind.items():
-            mask = input_ids == self.token_ids[kind]
-            owner, names = media.get(f"{kind}_owner"), media.get("sample_ids")
-            placeholders, produced = self._counts(mask, per_item, owner, cu_seqlens)
-            if placeholders != produced:
-                names = list(names) if names is not None and owner is not None else None
-                raise PlaceholderMismatch(self._mismatch_message(kind, placeholders, produced, names))
-
-    def _vision_in_decoder(self) -> bool:
-        """True for a decoder that carries its own vision tower (Qwen3-VL: ViT, DeepStack, TM-RoPE inside)."""
-        return self.vision is None and hasattr(self.decoder, "add_vision")
+            self._check_placeholders(input_ids, kind, per_item, media.get(f"{kind}_owner"), media.get("sample_ids"),
+                                     cu_seqlens)
 
     @property
     def block_classes(self) -> set[type[nn.Module]]:

@@ -9,10 +9,12 @@ from dataclasses import dataclass
 import torch
 
 __all__ = [
-    "Audio", "Image", "Segment", "Text", "Video", "merged_grid", "mrope_ids", "placeholder_runs", "rope_ids",
-    "tm_rope_ids",
+    "AUDIO_IN_VIDEO", "Audio", "Image", "Segment", "Text", "Video", "audio_in_video_order", "merged_grid", "mrope_ids",
+    "placeholder_runs", "rope_ids", "tm_rope_ids",
 ]
 
+AUDIO_IN_VIDEO = "video+audio"  # the kind of an interleaved run in `placeholder_runs`
+_AV = ("video", "audio")
 # Float products such as 3 * 0.08 * 25 land just below an integer; nudge before flooring.
 _EPS = 1e-6
 
@@ -68,7 +70,7 @@ class Video:
         timestamps: start time in seconds of each temporal grid; ids use offsets from the first.
             None means one id per grid (Qwen2-VL).
         audio: the video's own audio track, interleaved with the frames by time (TM-RoPE only;
-            Omni ``use_audio_in_video``); the sequence must hold the tokens in the returned order.
+            Omni ``use_audio_in_video``); the sequence must hold the tokens in ``audio_in_video_order``.
     """
 
     t: int
@@ -133,21 +135,57 @@ def _audio_ids(audio: Audio, start: int, ids_per_second: float) -> torch.Tensor:
     return (_time_offsets(seconds, ids_per_second) + start).expand(3, -1)
 
 
-def _interleave(video: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
-    # Stable merge on the time axis; video wins ties, as in Qwen-Omni's use_audio_in_video.
-    order = torch.cat([video[0], audio[0]]).double()
-    order = order + torch.cat([torch.zeros(video.shape[1]), torch.full((audio.shape[1],), 0.5)]).double()
-    both = torch.cat([video, audio], dim=1)
-    return both[:, torch.sort(order, stable=True).indices]
+def _audio_keys(audio: Audio, ids_per_second: float) -> torch.Tensor:
+    if audio.seconds_per_token is None:
+        return torch.arange(audio.n, dtype=torch.float64)
+    return torch.arange(audio.n, dtype=torch.float64) * audio.seconds_per_token * ids_per_second
+
+
+def audio_in_video_order(video: Video, ids_per_second: float = 25) -> torch.Tensor:
+    """Where a video's tokens and its audio's go in the interleaved block: [t*h*w + n] indices into
+    ``cat(video tokens, audio tokens)``, in sequence order.
+
+    Both streams are merged by their unrounded temporal id (a video grid at ``seconds * ids_per_second``, audio
+    token ``j`` at ``j``, or at its time when spaced), a video grid first on ties: the order of Qwen-Omni's and the
+    Valley3 release's ``use_audio_in_video`` (processor and ``get_rope_index``).
+
+    Args:
+        video: the video, with ``audio`` set.
+        ids_per_second: temporal ids per second (``position_id_per_seconds``).
+    """
+    if video.audio is None:
+        raise ValueError("audio_in_video_order needs a Video with audio")
+    grid_keys = _video_seconds(video) * ids_per_second
+    keys = torch.cat([grid_keys.repeat_interleave(video.h * video.w), _audio_keys(video.audio, ids_per_second)])
+    return torch.sort(keys, stable=True).indices  # stable: video tokens come first in `keys`, so they win ties
+
+
+def _interleave(video: Video, pos: int, ids_per_second: float) -> tuple[torch.Tensor, int]:
+    """The block's ids in sequence order and the next free id.
+
+    The next id follows the block's trailing run (the tokens after its last switch between video and audio), not
+    its maximum: transformers' Qwen3-Omni and the release take ``max + 1`` of the last piece they appended, and an
+    audio tail can end below a tall frame's h/w ids.
+    """
+    frames = _grid(_time_offsets(_video_seconds(video), ids_per_second), video.h, video.w, pos)
+    ids = torch.cat([frames, _audio_ids(video.audio, pos, ids_per_second)], dim=1)
+    order = audio_in_video_order(video, ids_per_second)
+    is_video = order < frames.shape[1]
+    switches = (is_video[1:] != is_video[:-1]).nonzero()
+    tail = int(switches[-1]) + 1 if len(switches) else 0
+    ids = ids[:, order]
+    return ids, int(ids[:, tail:].max()) + 1
 
 
 def _assemble(segments: Sequence[Segment], piece) -> tuple[torch.Tensor, int]:
+    """`piece(seg, pos)` gives a segment's ids, or (ids, next id) where the next id is not simply max + 1."""
     parts, pos = [], 0
     for seg in segments:
         ids = _line(seg.n, pos) if isinstance(seg, Text) else piece(seg, pos)
+        ids, nxt = ids if isinstance(ids, tuple) else (ids, None)
         if ids.shape[1]:
             parts.append(ids)
-            pos = int(ids.max()) + 1  # the next segment starts after every id used so far
+            pos = int(ids.max()) + 1 if nxt is None else nxt  # by default after every id used so far
     if not parts:
         return torch.zeros(3, 0, dtype=torch.long), 0
     return torch.cat(parts, dim=1).contiguous(), pos
@@ -186,7 +224,8 @@ def tm_rope_ids(segments: Sequence[Segment], ids_per_second: float = 25) -> tupl
     Video temporal ids follow the frame timestamps at ``ids_per_second`` so that video and audio share
     one time axis; image grids step ``ids_per_second`` per temporal grid; audio ids are consecutive
     (reference) or time-spaced (``Audio.seconds_per_token``); h/w as in mRoPE. A video with ``audio``
-    interleaves both by temporal id. The next segment starts at ``max + 1``.
+    interleaves both by temporal id (``audio_in_video_order``). The next segment starts at ``max + 1`` (after an
+    interleaved block: after its trailing run, as the reference does).
 
     Args:
         segments: the sample's token sequence in order.
@@ -199,10 +238,9 @@ def tm_rope_ids(segments: Sequence[Segment], ids_per_second: float = 25) -> tupl
         if isinstance(seg, Image):
             t_offsets = torch.arange(seg.t) * math.floor(ids_per_second)
             return _grid(t_offsets, seg.h, seg.w, pos)
-        video = _grid(_time_offsets(_video_seconds(seg), ids_per_second), seg.h, seg.w, pos)
         if seg.audio is None:
-            return video
-        return _interleave(video, _audio_ids(seg.audio, pos, ids_per_second))
+            return _grid(_time_offsets(_video_seconds(seg), ids_per_second), seg.h, seg.w, pos)
+        return _interleave(seg, pos, ids_per_second)
 
     return _assemble(segments, piece)
 
@@ -210,7 +248,9 @@ def tm_rope_ids(segments: Sequence[Segment], ids_per_second: float = 25) -> tupl
 def placeholder_runs(ids: Sequence[int], placeholders: dict[int, str]) -> list[tuple[str | None, int]]:
     """A sample's tokens as maximal runs ``(kind, length)``: ``kind`` is a placeholder run's media, None is text.
 
-    One media item is one run, as the processor brackets every item (``<|vision_start|>…<|vision_end|>``).
+    One media item is one run, as the processor brackets every item (``<|vision_start|>…<|vision_end|>``). Video and
+    audio placeholders that touch with no text between are one video with its audio interleaved
+    (``use_audio_in_video``): one run of kind ``AUDIO_IN_VIDEO``.
 
     Args:
         ids: the sample's token ids.
@@ -221,6 +261,8 @@ def placeholder_runs(ids: Sequence[int], placeholders: dict[int, str]) -> list[t
         kind = placeholders.get(int(token))
         if runs and runs[-1][0] == kind:
             runs[-1] = (kind, runs[-1][1] + 1)
+        elif runs and kind in _AV and runs[-1][0] in (*_AV, AUDIO_IN_VIDEO):
+            runs[-1] = (AUDIO_IN_VIDEO, runs[-1][1] + 1)
         else:
             runs.append((kind, 1))
     return runs

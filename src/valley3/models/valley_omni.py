@@ -19,6 +19,15 @@ QWEN_BRACKETS = {  # the Qwen tokens around a media run; their ids go into confi
     "audio_start": "<|audio_start|>",
     "audio_end": "<|audio_end|>",
 }
+# The release's processor reads these tokenizer attributes (ValleyOmniProcessor.__init__): name -> our kind.
+TOKEN_ATTRIBUTES = {
+    "image_token": "image", "video_token": "video", "audio_token": "audio", "vision_bos_token": "vision_start",
+    "vision_eos_token": "vision_end", "audio_bos_token": "audio_start", "audio_eos_token": "audio_end",
+}
+# The release's ids (ValleyOmniConfig defaults, "A3B" = Qwen3-Omni-30B-A3B's tokenizer): Qwen3-VL's vision tokens,
+# then Qwen3-Omni's audio tokens after Qwen3-VL's 151669 (four TTS tokens sit between audio_end and audio).
+RELEASE_IDS = {"vision_start": 151652, "vision_end": 151653, "image": 151655, "video": 151656,
+               "audio_start": 151669, "audio_end": 151670, "audio": 151675}
 # valley3 prefix -> release prefix; the audio connector's Sequential slots are the release's named layers.
 _PREFIXES = (
     ("decoder.model.", ""),
@@ -63,7 +72,7 @@ def from_release(name: str) -> str:
     raise KeyError(name)
 
 
-def config(model: nn.Module, token_ids: dict[str, int], tied: bool) -> dict[str, Any]:
+def config(model: nn.Module, token_ids: dict[str, int]) -> dict[str, Any]:
     """config.json of the release's `ValleyOmniConfig`: Qwen3-VL's sub-configs, the audio fields, our token ids."""
     hf = model.decoder.model
     layers = [m for m in model.audio_connector.net if isinstance(m, nn.Linear)]
@@ -71,7 +80,9 @@ def config(model: nn.Module, token_ids: dict[str, int], tied: bool) -> dict[str,
         raise ValueError(f"the valley_omni layout has a 3-layer audio connector; this one has {len(layers)}")
     text = hf.config.text_config.to_dict()
     text["vocab_size"] = hf.get_input_embeddings().num_embeddings  # grown by the tokenizer's added tokens
-    text["tie_word_embeddings"] = tied
+    # Written untied, every weight under its own name: the release declares `_tied_weights_keys` as a list, which
+    # transformers 5 cannot tie (post_init fails on `.keys()`), so a tied export would not load.
+    text["tie_word_embeddings"] = False
     rope = dict(text.get("rope_parameters") or {})
     audio = model.audio.model.config.to_dict()
     for key in ("transformers_version", "architectures", "dtype", "_name_or_path"):
@@ -89,7 +100,7 @@ def config(model: nn.Module, token_ids: dict[str, int], tied: bool) -> dict[str,
         "connector_hidden_size": layers[0].out_features,
         "apply_audio_downsample": False,
         "tm_rope_sections": list(rope.get("mrope_section") or [24, 20, 20]),
-        "position_id_per_seconds": getattr(model.decoder, "position_id_per_seconds", 25),
+        "position_id_per_seconds": ids_per_second(model),
         "rope_parameters": rope,
         "audio_token_id": token_ids["audio"],
         "audio_start_token_id": token_ids["audio_start"],
@@ -98,9 +109,69 @@ def config(model: nn.Module, token_ids: dict[str, int], tied: bool) -> dict[str,
         "video_token_id": token_ids["video"],
         "vision_start_token_id": token_ids["vision_start"],
         "vision_end_token_id": token_ids["vision_end"],
-        "tie_word_embeddings": tied,
+        "tie_word_embeddings": False,
         "dtype": str(dtype).removeprefix("torch."),
     }
+
+
+def ids_per_second(model: nn.Module) -> int:
+    """TM-RoPE's `position_id_per_seconds` as the release types it (int)."""
+    value = getattr(model.decoder, "position_id_per_seconds", 25)
+    if float(value) != int(value):
+        raise ValueError(f"position_id_per_seconds={value}: the release's config takes an int")
+    return int(value)
+
+
+def check_release_ids(ids: dict[str, int]) -> None:
+    """A tokenizer built from Qwen3-VL's (its vision ids in place) must put the audio tokens where the release does,
+    or a valley3 export and a release checkpoint or tokenizer would silently disagree on what an id means."""
+    vision = ("vision_start", "vision_end", "image", "video")
+    if any(ids[k] != RELEASE_IDS[k] for k in vision):
+        return  # another vocabulary (e.g. the tiny test tokenizer): config.json names its ids
+    wrong = {k: ids[k] for k in ("audio_start", "audio_end", "audio") if ids[k] != RELEASE_IDS[k]}
+    if wrong:
+        want = {k: RELEASE_IDS[k] for k in wrong}
+        raise ValueError(
+            f"this tokenizer is Qwen3-VL's but puts {wrong}; the Valley3 release uses {want} (Qwen3-Omni's layout, "
+            "with <tts_pad>, <tts_text_bos>, <tts_text_eod>, <tts_text_bos_single> between <|audio_end|> and "
+            "<|audio_pad|>). Build the tokenizer with valley3's processor from Qwen3-VL's own files, which adds the "
+            "audio tokens in that layout, and train on it")
+
+
+def tokenizer_kwargs(model: nn.Module, fps: float | None, audio_in_video: bool) -> dict[str, Any]:
+    """What the exported tokenizer_config.json carries for the release's processor: named tokens and call defaults."""
+    return {**token_attributes(model), **processor_defaults(model, fps, audio_in_video)}
+
+
+def token_attributes(model: nn.Module) -> dict[str, str]:
+    """The named special tokens the release's processor reads from the tokenizer."""
+    tokens = {**model.media_tokens, **QWEN_BRACKETS}
+    return {name: tokens[kind] for name, kind in TOKEN_ATTRIBUTES.items()}
+
+
+def processor_defaults(model: nn.Module, fps: float | None, audio_in_video: bool) -> dict[str, Any]:
+    """The release processor's call defaults, kept in tokenizer_config.json (where its `_merge_kwargs` reads them).
+
+    Without them the release interleaves audio in video at Qwen3-Omni's 13 ids/s (its model places them at 25),
+    assumes 1 frame per second, and resizes videos to Qwen3-Omni's bounds instead of the model's.
+    """
+    decoder = model.decoder
+    defaults = {"position_id_per_seconds": ids_per_second(model), "use_audio_in_video": audio_in_video,
+                "size": {"shortest_edge": decoder.min_pixels, "longest_edge": decoder.max_pixels}}
+    return defaults if fps is None else {**defaults, "fps": fps}
+
+
+def video_preprocessor_config(model: nn.Module) -> dict[str, Any]:
+    """Qwen3-VL's video processor with the model's patching; frames come already sampled (as valley3 samples them)."""
+    from transformers.models.qwen3_vl.video_processing_qwen3_vl import Qwen3VLVideoProcessor
+
+    vision, decoder = model.decoder.model.config.vision_config, model.decoder
+    video = Qwen3VLVideoProcessor(
+        patch_size=vision.patch_size, merge_size=vision.spatial_merge_size,
+        temporal_patch_size=vision.temporal_patch_size, image_mean=[0.5] * 3, image_std=[0.5] * 3, do_sample_frames=False,
+        size={"shortest_edge": decoder.min_pixels, "longest_edge": decoder.max_pixels},
+    )
+    return {**video.to_dict(), "processor_class": "ValleyOmniProcessor"}
 
 
 def preprocessor_config(model: nn.Module) -> dict[str, Any]:

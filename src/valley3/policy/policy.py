@@ -19,9 +19,10 @@ from valley3.models.omni import OmniModel
 from valley3.policy.logprobs import TokenLogProbs, token_logprobs
 from valley3.policy.prompts import Prompt, build_processor, prompt_example, with_completion
 from valley3.policy.text import GrowingText
+from valley3.reasoning.effort import effort_levels
 
 # Batch keys that are not model inputs.
-_NOT_INPUTS = ("labels", "skipped", "references")
+_NOT_INPUTS = ("labels", "skipped", "references", "prompts")
 
 
 @dataclass
@@ -69,6 +70,7 @@ class Policy:
     def generate(self, prompts: Sequence[Prompt], *, n: int = 1, max_new_tokens: int = 64, temperature: float = 1.0,
                  top_p: float = 1.0, top_k: int = 0, stop: Sequence[str] = (), seed: int | None = None,
                  prefix: Sequence[str | None] | None = None, streamer: Callable[[int, str], None] | None = None,
+                 min_new_tokens: int = 0, early_banned: Sequence[int] = (),
                  ) -> list[list[Completion]]:
         """`n` answers per prompt: [prompt][sample]. temperature 0 is greedy.
 
@@ -78,7 +80,8 @@ class Policy:
         alone); with n > 1 a prompt's media are encoded once and its cache rows shared by its n samples. `seed` fixes
         the draws: a row's samples depend on (seed, row) only; None draws the seed from torch's global stream.
         `streamer(row, delta)` gets each row's new text as it comes (row = prompt * n + sample); its deltas add up
-        to the Completion's text.
+        to the Completion's text. Before `min_new_tokens` tokens the eos ids and `early_banned` cannot be drawn
+        (budget forcing: the answer after a forced end of thinking starts with text, not a marker or the end).
         """
         if n < 1:
             raise ValueError(f"n must be at least 1, got {n}")
@@ -91,7 +94,8 @@ class Policy:
         if seed is None:
             seed = int(torch.randint(0, 2**62, ()))
         generator = torch.Generator(self.device).manual_seed(seed)
-        sampling = Sampling(max_new_tokens, temperature, top_k, top_p, self.eos_ids, generator=generator)
+        sampling = Sampling(max_new_tokens, temperature, top_k, top_p, self.eos_ids, min_new_tokens, generator,
+                            tuple(early_banned))
         texts = [GrowingText(self._decode_text, stop) for _ in range(len(prompts) * n)]
         track = bool(stop) or streamer is not None  # else the text is decoded once at the end
 
@@ -195,6 +199,8 @@ def load_model_and_processor(ckpt_path: str | Path) -> tuple[OmniModel, OmniProc
     processor = build_processor(model, hparams.get("system_prompt", "You are a helpful assistant."),
                                 hparams.get("max_tiles", 1), VideoSpec(**(hparams.get("video") or {})))
     processor.max_len = hparams.get("max_len")  # a longer prompt is refused, never truncated
+    if "efforts" in hparams:  # a reasoning stage's level set: the effort prompt's bytes as in training
+        processor.template.efforts = effort_levels(hparams["efforts"])
     state = {k.removeprefix("model."): v for k, v in checkpoint["state_dict"].items() if k.startswith("model.")}
     model.load_state_dict(state)
     return model, processor

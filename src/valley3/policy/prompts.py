@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -38,14 +39,17 @@ def build_processor(
     if model.vision is not None:
         v = model.vision
         image = ImageSpec(v.image_size, v.image_mean, v.image_std, model.image_num_tokens, max_tiles, v.input_size)
-    elif hasattr(model.decoder, "add_vision"):  # Qwen3-VL: native resolution, frames in temporal pairs, no tiles
+    elif model.decoder.owns_vision:  # Qwen3-VL: native resolution (no square size), frames in temporal pairs, no tiles
         d = model.decoder
-        image = ImageSpec(d.image_size, d.image_mean, d.image_std, model.image_num_tokens, 1, d.input_size,
+        image = ImageSpec(0, d.image_mean, d.image_std, model.image_num_tokens, 1, d.input_size,
                           d.temporal_patch_size)
     if model.audio is not None:
         a = model.audio
         audio = AudioSpec(a.sampling_rate, a.n_mels, a.n_fft, a.hop_length, model.audio_num_tokens)
     template = ChatTemplate(tokens, system_prompt)
+    video = video or VideoSpec()
+    if video.ids_per_second is None:  # a video's audio interleaves on the model's time scale
+        video = replace(video, ids_per_second=getattr(model.decoder, "position_id_per_seconds", 25))
     processor = OmniProcessor(tokenizer, template, image=image, audio=audio, video=video)
     model.bind_tokenizer(processor.token_ids, len(tokenizer))
     return processor
@@ -89,4 +93,5 @@ def with_completion(prompt: Example, completion: list[int], loss_mask: list[int]
     return dataclasses.replace(
         prompt, input_ids=torch.cat([prompt.input_ids, ids]), sample_id=f"{prompt.sample_id}#{index}",
         labels=torch.cat([torch.full_like(prompt.input_ids, IGNORE_INDEX), labels]),
+        prompt=None, reference=None,  # a scored sequence, not a generation prompt: no texts ride along
     )

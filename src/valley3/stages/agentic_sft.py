@@ -24,14 +24,21 @@ class FailedCallsUntrained(ChatTemplate):
     """
 
     def __init__(self, template: ChatTemplate):
-        super().__init__(template.tokens, template.default_system)
+        super().__init__(template.tokens, template.default_system, template.efforts, template.train_thinking)
 
-    def segments(self, turns: list[Turn], add_generation_prompt: bool = False) -> list[Segment]:
-        segments = super().segments(turns, add_generation_prompt)
-        failed = [t.role == "assistant" and i + 1 < len(turns) and turns[i + 1].role == "tool"
-                  and turns[i + 1].content.startswith(ERROR_PREFIX) for i, t in enumerate(turns) if t.role == "assistant"]
-        trained = iter(failed)  # one trained segment per assistant turn, in order
-        return [Segment(s.text, False) if s.trained and next(trained) else s for s in segments]
+    def segments(self, turns: list[Turn], add_generation_prompt: bool = False, effort: str | None = None) -> list[Segment]:
+        failed = iter([_answered_by_error(turns, i) for i, t in enumerate(turns) if t.role == "assistant"])
+        header = f"{self.tokens.im_start}assistant\n"
+        out, untrained = [], False
+        for s in super().segments(turns, add_generation_prompt, effort):
+            if not s.data and s.text.startswith(self.tokens.im_start):  # a turn's first segment: which turn is next
+                untrained = s.text == header and next(failed, False)
+            out.append(Segment(s.text, False, s.data) if untrained else s)
+        return out
+
+
+def _answered_by_error(turns: list[Turn], i: int) -> bool:
+    return i + 1 < len(turns) and turns[i + 1].role == "tool" and turns[i + 1].content.startswith(ERROR_PREFIX)
 
 
 class AgenticSFTStage(OmniStage):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -9,16 +10,15 @@ from typing import Any
 import lightning as L
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
 from lightning.pytorch.utilities import rank_zero_info
 from safetensors.torch import load_file
-from torch.distributed.checkpoint.state_dict_loader import _load_state_dict_from_keys
 from torch.distributed.fsdp import FSDPModule
 
+from valley3.compat import attached_trainer, given_hyperparameters, load_dcp_keys
 from valley3.data.processor import IGNORE_INDEX, VideoSpec
 from valley3.models.omni import OmniModel
 from valley3.policy.prompts import build_processor
-from valley3.stages.sharding import FSDPConfig, global_token_mean, shard_model
+from valley3.stages.sharding import FSDPConfig, gather_records, global_token_mean, shard_model
 
 MODEL_INPUTS = (
     "input_ids", "attention_mask", "position_ids", "pixel_values", "image_owner",
@@ -37,6 +37,11 @@ def masked_loss(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tenso
         logits[:, :-1].flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE_INDEX, reduction="sum"
     )
     return total, (targets != IGNORE_INDEX).sum()
+
+
+def present(model: OmniModel, **lrs: float) -> dict[str, float]:
+    """The learning rates of `lrs` for the components `model` has (a stage's default table, on any model)."""
+    return {name: lr for name, lr in lrs.items() if name in model.components()}
 
 
 class OmniStage(L.LightningModule):
@@ -59,9 +64,6 @@ class OmniStage(L.LightningModule):
         video: video frame sampling and audio-in-video, as `VideoSpec` keywords, e.g. `{fps: 2, max_frames: 32}`
             or `{num_frames: 8, audio: false}`. Default: 16 uniform frames, the audio track added when the model
             has an audio encoder. (A dict, not a VideoSpec, so checkpoints keep plain hyperparameters.)
-        dummy_inputs: in training, run a trainable tower whose media a batch lacks on a tiny zero input with a zero
-            weight in the loss, so ranks with different modality mixes call the same modules (DDP needs no
-            `find_unused_parameters`, FSDP's all-gathers stay in step). The loss is unchanged bit for bit.
         fsdp: how `configure_model` shards under `ModelParallelStrategy` (FSDP2), as `FSDPConfig` keywords, e.g.
             `{activation_checkpointing: true, mixed_precision: bf16}`; ignored by other strategies.
     """
@@ -79,15 +81,13 @@ class OmniStage(L.LightningModule):
         max_new_tokens: int = 64,
         max_tiles: int = 1,
         video: dict[str, Any] | None = None,
-        dummy_inputs: bool = True,
         fsdp: dict[str, Any] | None = None,
     ):
         super().__init__()
         # Under LightningCLI `model` is saved as its config (so a checkpoint rebuilds its own model);
         # given as a module (a notebook), it is left out: its weights are in the state dict anyway.
-        self.save_hyperparameters(ignore=[] if _given_hyperparameters.get() else ["model"])
+        self.save_hyperparameters(ignore=[] if given_hyperparameters() else ["model"])
         self.model = model
-        model.dummy_inputs = dummy_inputs
         self.fsdp = FSDPConfig(**(fsdp or {}))
         unknown = set(lr or {}) - set(model.components())
         if unknown:
@@ -99,8 +99,9 @@ class OmniStage(L.LightningModule):
         self.max_len = max_len
         if init_from:
             self.load_weights(init_from)
-        self._tokens_seen = 0
+        self.tokens_seen = 0  # non-padding tokens trained on by this process (the pipeline's summary reads it)
         self._start_time: float | None = None
+        self._predictions: list[dict[str, str | None]] = []  # this rank's `predict_step` records
 
     # -- weights ---------------------------------------------------------------------------------
     def load_weights(self, path: str) -> None:
@@ -109,7 +110,7 @@ class OmniStage(L.LightningModule):
         if Path(path).suffix == ".safetensors":
             state = load_file(path)
         elif Path(path).is_dir():  # ModelParallelStrategy's distributed checkpoint: only the weights are read
-            state = _load_state_dict_from_keys({"state_dict"}, checkpoint_id=path)["state_dict"]
+            state = load_dcp_keys(path, {"state_dict"})["state_dict"]
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
         state = {k.removeprefix("model."): v for k, v in state.items()}
@@ -158,14 +159,14 @@ class OmniStage(L.LightningModule):
         # The objective is the token mean over every rank's batch together (see `global_token_mean`).
         loss, global_mean = global_token_mean(total, count, self.trainer.world_size)
         n = batch["input_ids"].shape[0]
-        self._tokens_seen += int(batch["attention_mask"].sum())
+        self.tokens_seen += int(batch["attention_mask"].sum())
         self.log("train/loss", global_mean, prog_bar=True, batch_size=n)
         self.log("train/supervised_tokens", count.float(), reduce_fx="sum", batch_size=n)
         if self._start_time is None:
             self._start_time = time.perf_counter()
         else:
             elapsed = time.perf_counter() - self._start_time
-            self.log("train/tokens_per_s", self._tokens_seen / max(elapsed, 1e-9), batch_size=n)
+            self.log("train/tokens_per_s", self.tokens_seen / max(elapsed, 1e-9), batch_size=n)
         return loss
 
     def _empty_batch(self) -> dict[str, torch.Tensor]:
@@ -193,14 +194,35 @@ class OmniStage(L.LightningModule):
         return [self.processor.decode(row) for row in out]
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> list[dict[str, str | None]]:
-        """One record per sample: its id, the generated answer, and the held-out reference if any."""
+        """One record per sample: its id, its prompt (the last user turn), the generated answer (`output`) and the
+        held-out reference if any. `valley3 predict` prints them and writes them to `predictions.jsonl`."""
         if "input_ids" not in batch:
             return []
-        references = batch.get("references") or [None] * len(batch["sample_ids"])
-        return [
-            {"id": i, "prediction": p, "reference": r}
-            for i, p, r in zip(batch["sample_ids"], self.generate_text(batch), references)
+        n = len(batch["sample_ids"])
+        references, prompts = batch.get("references") or [None] * n, batch.get("prompts") or [None] * n
+        records = [
+            {"id": i, "prompt": q, "output": p, "reference": r}
+            for i, q, p, r in zip(batch["sample_ids"], prompts, self.generate_text(batch), references)
         ]
+        self._predictions += records
+        return records
+
+    def on_predict_epoch_start(self) -> None:
+        self._predictions = []
+
+    def on_predict_epoch_end(self) -> None:
+        """Rank 0 prints every answer and writes `predictions.jsonl` (every rank's records, rank by rank) to the run."""
+        records = gather_records(self._predictions)
+        out_dir = Path(self.trainer.log_dir or self.trainer.default_root_dir)  # log_dir: a collective
+        if not self.trainer.is_global_zero:
+            return
+        out_dir.mkdir(parents=True, exist_ok=True)
+        path = out_dir / "predictions.jsonl"
+        with open(path, "w", encoding="utf-8", newline="\n") as f:
+            f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+        for r in records:
+            print(f"[{r['id']}] {r['output']!r}", flush=True)
+        print(f"{len(records)} answers written to {path.resolve()}", flush=True)
 
     # -- scale -----------------------------------------------------------------------------------
     def configure_model(self) -> None:
@@ -228,7 +250,8 @@ class OmniStage(L.LightningModule):
             groups.append({"params": decay, "lr": self.lrs[name], "weight_decay": self.hparams.weight_decay, "name": name})
             groups.append({"params": no_decay, "lr": self.lrs[name], "weight_decay": 0.0, "name": f"{name}.no_decay"})
         optimizer = torch.optim.AdamW([g for g in groups if g["params"]])
-        total = self._trainer.estimated_stepping_batches if self._trainer is not None else 1
+        trainer = attached_trainer(self)
+        total = trainer.estimated_stepping_batches if trainer is not None else 1
         warmup = self.hparams.warmup_steps
 
         def schedule(step: int) -> float:

@@ -6,7 +6,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import torch.distributed as dist
 from torch import nn
 
 from valley3.eval.benchmarks import Benchmark
@@ -14,15 +13,7 @@ from valley3.eval.datamodule import BenchmarkDataModule
 from valley3.eval.report import ResultRow, attach_counts, markdown, write_results
 from valley3.models.omni import OmniModel
 from valley3.stages.base import OmniStage
-
-
-def _gather(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Every rank's records (strings, so object all-gather; once per run, not per step)."""
-    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
-        return records
-    parts: list[Any] = [None] * dist.get_world_size()
-    dist.all_gather_object(parts, records)
-    return [r for part in parts for r in part]
+from valley3.stages.sharding import gather_records
 
 
 class EvalStage(OmniStage):
@@ -99,16 +90,17 @@ class EvalStage(OmniStage):
         budget = benchmark.max_new_tokens or self.hparams.max_new_tokens
         preds = self.generate_text(batch, max_new_tokens=budget)
         rows = [(index, pred) for index, real, pred in zip(batch["eval_index"], batch["eval_real"], preds) if real]
-        if rows:
-            benchmark.update(self.benchmark_metrics[benchmark.name], [items[i] for i, _ in rows], [p for _, p in rows])
-            self._records += [(position, i, benchmark.record(items[i], p)) for i, p in rows]
+        if rows:  # one scoring per output feeds both the metrics and predictions.jsonl
+            metrics = self.benchmark_metrics[benchmark.name]
+            lines = benchmark.evaluate(metrics, [items[i] for i, _ in rows], [p for _, p in rows])
+            self._records += [(position, i, line) for (i, _), line in zip(rows, lines)]
 
     def on_test_epoch_end(self) -> None:
         rows = []
         for benchmark in self.benchmarks:  # compute() syncs each metric's states over ranks
             results = {key: metric.compute() for key, metric in self.benchmark_metrics[benchmark.name].items()}
             rows += benchmark.rows(results)
-        records = [r for _, _, r in sorted(_gather(self._records), key=lambda t: (t[0], t[1]))]
+        records = [r for _, _, r in sorted(gather_records(self._records), key=lambda t: (t[0], t[1]))]
         attach_counts(rows, records)
         self.results = rows
         out_dir = self.out_dir or self.trainer.log_dir or self.trainer.default_root_dir  # log_dir: a collective

@@ -246,12 +246,30 @@ def add_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "reject-sample", help="answer each prompt k times with a checkpoint, keep samples by pass rate (S3)",
         description=(reject_sample.__doc__ or "").split("\n\n")[0],
     )
+    return _add_arguments(p, k=4, band=(0.0, 1.0))
+
+
+def add_zpd_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """The `zpd` subcommand of `valley3 data`: rejection sampling with the RL defaults (k 8, band 0.25-0.75)."""
+    p = commands.add_parser(
+        "zpd", help="keep the prompts in the zone of proximal development (pass rate 0.25-0.75) for GRPO",
+        description=(
+            "Answer each prompt k times with the current policy and keep those it answers right in 25-75% of the "
+            "tries (Valley3 P2): a prompt always or never answered right gives every GRPO group equal rewards, "
+            "so no gradient. The same runner and outputs as `valley3 data reject-sample`."
+        ),
+    )
+    return _add_arguments(p, k=8, band=(0.25, 0.75))
+
+
+def _add_arguments(p: argparse.ArgumentParser, k: int, band: tuple[float, float]) -> argparse.ArgumentParser:
     p.add_argument("--ckpt", required=True, help="Lightning checkpoint written by `valley3 fit`")
     p.add_argument("--data", required=True, help="messages JSONL or LLaVA JSON/JSONL file")
     p.add_argument("--out", required=True, help="output folder (kept.jsonl, stats.json, samples.jsonl)")
-    p.add_argument("--k", type=int, default=4, help="tries per prompt")
-    p.add_argument("--band", type=float, nargs=2, default=(0.0, 1.0), metavar=("LOW", "HIGH"),
-                   help="pass rates kept, ends at 0 and 1 open (default 0 1: drop never- and always-right)")
+    p.add_argument("--k", type=int, default=k, help="tries per prompt")
+    p.add_argument("--band", type=float, nargs=2, default=band, metavar=("LOW", "HIGH"),
+                   help=f"pass rates kept, ends at 0 and 1 open (default {band[0]:g} {band[1]:g}; "
+                        "never- and always-right are always dropped)")
     p.add_argument("--scorer", choices=SCORERS, default="auto")
     p.add_argument("--json-threshold", type=float, default=1.0, help="attribute F1 a JSON answer needs to pass")
     p.add_argument("--temperature", type=float, default=1.0, help="0 = greedy (with --k 1)")

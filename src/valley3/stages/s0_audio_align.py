@@ -14,7 +14,8 @@ class AudioAlignStage(OmniStage):
 
     Args:
         model: the network; it must have an audio encoder and connector.
-        connector_lr: learning rate of the audio connector (the only trained component).
+        connector_lr: learning rate of the audio connector (the only trained component): a fresh projector; the
+            report does not publish its value, LLaVA-style alignment uses 1e-3.
         warmup_steps: linear warm-up steps before cosine decay.
         max_len: longest example in tokens (the report uses 8,192).
         **kwargs: other `OmniStage` arguments (init_from, system_prompt, video, ...).

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from valley3.models.omni import OmniModel
-from valley3.stages.base import OmniStage
+from valley3.stages.base import OmniStage, present
 
 
 class AudioInstructStage(OmniStage):
@@ -14,8 +14,10 @@ class AudioInstructStage(OmniStage):
 
     Args:
         model: the network.
-        default_lr: learning rate of every component `lr` does not name.
-        lr: per-component overrides (0 freezes), e.g. `{vision: 2e-6}`.
+        default_lr: learning rate of every component `lr` does not name (full fine-tuning of a pretrained VLM;
+            LLaVA-OneVision uses 1e-5).
+        lr: per-component overrides (0 freezes); default `{vision: 2e-6}` (LLaVA-OneVision trains the vision
+            tower at a fifth of the language model's rate). `{}` gives every component `default_lr`.
         warmup_steps: linear warm-up steps before cosine decay.
         max_len: longest example in tokens (the report uses 8,192).
         **kwargs: other `OmniStage` arguments (init_from, system_prompt, video, ...).
@@ -30,4 +32,5 @@ class AudioInstructStage(OmniStage):
         max_len: int | None = 8192,
         **kwargs: Any,
     ):
+        lr = present(model, vision=2e-6) if lr is None else lr
         super().__init__(model, lr=lr, default_lr=default_lr, warmup_steps=warmup_steps, max_len=max_len, **kwargs)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from valley3.models.omni import OmniModel
-from valley3.stages.base import OmniStage
+from valley3.stages.base import OmniStage, present
 
 
 class DomainCPTStage(OmniStage):
@@ -15,7 +15,8 @@ class DomainCPTStage(OmniStage):
     Args:
         model: the network.
         default_lr: learning rate of every component `lr` does not name.
-        lr: per-component overrides (0 freezes), e.g. `{vision: 2e-6}`.
+        lr: per-component overrides (0 freezes); default `{vision: 2e-6}` (LLaVA-OneVision trains the vision
+            tower at a fifth of the language model's rate). `{}` gives every component `default_lr`.
         warmup_steps: linear warm-up steps before cosine decay.
         max_len: longest example in tokens (the report packs to 32,768).
         **kwargs: other `OmniStage` arguments (init_from, system_prompt, video, ...).
@@ -30,4 +31,5 @@ class DomainCPTStage(OmniStage):
         max_len: int | None = 32768,
         **kwargs: Any,
     ):
+        lr = present(model, vision=2e-6) if lr is None else lr
         super().__init__(model, lr=lr, default_lr=default_lr, warmup_steps=warmup_steps, max_len=max_len, **kwargs)

@@ -1,16 +1,17 @@
-"""FSDP2 for OmniStage: `fully_shard` per block, activation checkpointing, a bf16 mixed-precision policy."""
+"""FSDP2 for OmniStage: `fully_shard` per block, activation checkpointing, bf16 policy; cross-rank helpers."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.distributed._composable import checkpoint
 from torch.distributed.device_mesh import DeviceMesh
 from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+from valley3.compat import checkpoint_activations
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,7 @@ def shard_model(model: nn.Module, block_classes: set[type[nn.Module]], mesh: Dev
     blocks = [m for m in reversed(list(model.modules())) if isinstance(m, classes)]
     for block in blocks:
         if config.activation_checkpointing:
-            checkpoint(block)  # composable: the module keeps its type and its state-dict keys
+            checkpoint_activations(block)  # composable: the module keeps its type and its state-dict keys
         fully_shard(block, mesh=mesh, mp_policy=policy, reshard_after_forward=config.reshard_after_forward)
     fully_shard(model, mesh=mesh, mp_policy=policy)
     return len(blocks)
@@ -69,3 +70,12 @@ def global_token_mean(total: torch.Tensor, count: torch.Tensor, world_size: int)
     dist.all_reduce(sums)
     global_count = sums[1].clamp(min=1)
     return total * (world_size / global_count).to(total.dtype), (sums[0] / global_count).to(total.dtype)
+
+
+def gather_records(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every rank's records, rank by rank (an object all-gather: strings; once per run, not per step)."""
+    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+        return records
+    parts: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(parts, records)
+    return [r for part in parts for r in part]

@@ -21,6 +21,6 @@ def run(benchmark: Benchmark, answers: dict[str, str], batch: int = 3) -> dict[s
     metrics = benchmark.metrics()
     for start in range(0, len(items), batch):
         chunk = items[start : start + batch]
-        benchmark.update(metrics, chunk, [answers[i.uid] for i in chunk])
+        benchmark.evaluate(metrics, chunk, [answers[i.uid] for i in chunk])
     results = {key: metric.compute() for key, metric in metrics.items()}
     return {row.subtask: row for row in benchmark.rows(results)}

@@ -41,7 +41,8 @@ def test_scores_equal_pycocoevalcap_on_the_extracted_captions(captions):
     assert (row.metric, row.count) == ("bleu2", 3)
     assert row.score == pytest.approx(expected["bleu2"])
     assert row.details == pytest.approx({"cider": expected["cider"], "rouge_l": expected["rouge_l"]})
-    assert captions.score(captions.items[2], "") == (None, "empty")
+    scored = captions.score(captions.items[2], "")
+    assert (scored.score, scored.malformed, scored.extracted) == (None, "empty", "")
 
 
 def test_a_perfect_caption_set_scores_one(captions):

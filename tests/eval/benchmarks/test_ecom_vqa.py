@@ -54,7 +54,7 @@ def test_circular_scores_per_subtask_and_counts_malformed_rotations(vqa):
     overall = rows["overall"]
     assert (overall.score, overall.count, overall.metric) == (0.5, 4, "circular_acc")
     assert overall.details["rotation_acc"] == pytest.approx(11 / 16)
-    assert [vqa.score(i, answers[i.uid])[1] for i in vqa.items if i.meta["question"] == "q4"] == [
+    assert [vqa.score(i, answers[i.uid]).malformed for i in vqa.items if i.meta["question"] == "q4"] == [
         "empty", "invalid_letter", "truncated_json", "no_letter",
     ]
 
@@ -63,7 +63,7 @@ def test_a_question_missing_a_rotation_fails(vqa):
     answers = {i.uid: i.target for i in vqa.items}
     metrics = vqa.metrics()
     kept = [i for i in vqa.items if i.uid != "q3#r2"]
-    vqa.update(metrics, kept, [answers[i.uid] for i in kept])
+    vqa.evaluate(metrics, kept, [answers[i.uid] for i in kept])
     out = metrics["circular"].compute()
     assert out["acc"] == 0.75 and out["incomplete"] == 1
 

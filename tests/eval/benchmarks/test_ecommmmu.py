@@ -47,7 +47,8 @@ def test_recall_at_1_for_sr_accuracy_elsewhere_weighted_by_samples(mmmu):
     overall = rows["overall"]
     assert overall.score == pytest.approx((3 * (1 / 3) + 1 * 1.0 + 2 * 0.5) / 6)  # = 3/6, weighted by samples
     assert overall.details["macro"] == pytest.approx((1 / 3 + 1.0 + 0.5) / 3)
-    assert mmmu.score(mmmu.items[2], "E") == (0.0, "invalid_letter")
+    scored = mmmu.score(mmmu.items[2], "E")
+    assert (scored.score, scored.malformed) == (0.0, "invalid_letter")
 
 
 def test_an_sr_answer_must_be_a_candidate(tmp_path):

@@ -55,7 +55,7 @@ EXPECTED = {  # the failure reason of each output, per answer kind (None: a well
     "f1": ["empty", "no_json", "truncated_json", "no_json", "no_answer"],
     "caption": ["empty", None, "truncated_json", None, "no_answer"],
     "zh": ["empty", None, "truncated_json", None, "no_answer"],
-    "mm": ["empty", None, "truncated_json", None, "no_answer"],  # a letter target: "E" is a wrong letter
+    "mm": ["empty", "no_letter", "truncated_json", "invalid_letter", "no_answer"],  # options A-B: read as MCQ
 }
 
 
@@ -68,7 +68,7 @@ def test_malformed_outputs_score_wrong_and_are_counted_by_type(kind, tmp_path, m
     assert all(r["score"] in (0.0, None) for r in records)
     for out in OUTPUTS:  # each output is fed for every prompt of the suite (all 4 rotations for MCQ)
         metrics = bench.metrics()
-        bench.update(metrics, bench.items, [out] * len(bench.items))
+        bench.evaluate(metrics, bench.items, [out] * len(bench.items))
         rows = bench.rows({k: m.compute() for k, m in metrics.items()})
         assert all(row.score == 0.0 or math.isnan(row.score) for row in rows if row.metric != "bleu2"), rows
     attach_counts(rows, records)

@@ -52,4 +52,5 @@ def test_accuracy_per_task_weighted_overall_and_macro(omni):
     assert set(rows) == {"product_understanding", "after_sales", "livestream", "short_video", "overall"}
     assert rows["overall"].score == pytest.approx(3 / 5)  # sample-weighted
     assert rows["overall"].details["macro"] == pytest.approx((1 + 0 + 0 + 1) / 4)  # mean over tasks with items
-    assert [omni.score(i, answers[i.uid]) for i in omni.items][3] == (0.0, "truncated_json")
+    scored = omni.score(omni.items[3], answers["ls1"])
+    assert (scored.score, scored.malformed) == (0.0, "truncated_json")

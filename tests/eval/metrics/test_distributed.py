@@ -76,8 +76,9 @@ def test_two_gloo_processes_match_one_process(tmp_path):
     single = _run(0, 1)
     # hand check of the single-process CircularMCQ: q1 pass, q2 fails (3/4), q3 pass, q4 fails -> 2/4
     assert single["mcq/acc"] == 0.5 and single["mcq/malformed/invalid_letter"] == 1
-    # JSON: pred pairs 4+0+0+2+1 = 7, ref pairs 2+2+1+2+1 = 8, tp 2+0+0+1+1 = 4, hallucinated keys {fit} / 6
-    assert (single["f1/tp"], single["f1/pred"], single["f1/ref"]) == (4, 7, 8)
+    # JSON: distinct pred pairs 3+0+0+2+1 = 6 (a repeated "red" counts once), ref pairs 2+2+1+2+1 = 8,
+    # tp 2+0+0+1+1 = 4, hallucinated keys {fit} / 6
+    assert (single["f1/tp"], single["f1/pred"], single["f1/ref"]) == (4, 6, 8)
     assert single["f1/hallucination_rate"] == 1 / 6
 
     ctx = mp.get_context("spawn")

@@ -23,7 +23,6 @@ from valley3.eval.metrics import (
         ("Answer: B", "B"),
         ("the answer is (C)", "C"),
         ("The correct answer is: (B) Red shoes.", "B"),
-        ("Option A is too small, so the answer is D", "D"),
         ("B. Red leather shoes", "B"),
         ("I would pick (C) because of the logo", "C"),
         ("答案是C", "C"),
@@ -42,6 +41,9 @@ def test_extract_letter(text, letter):
         ("   \n", "empty"),
         (None, "empty"),
         ("E", "invalid_letter"),  # 4 options: A-D
+        ("Option A is too small, so the answer is D", "ambiguous"),  # two letters: can_infer gives none either
+        ("The answer is A or B", "ambiguous"),
+        ("Cannot determine the answer", "refused"),
         ("the answer is F", "invalid_letter"),
         ("a red shoe", "no_letter"),
         ("<thinking>A or B, let me think", "no_answer"),  # thinking never closed

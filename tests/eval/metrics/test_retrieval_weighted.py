@@ -1,9 +1,9 @@
-"""Recall@k, and the eComMMMU sample-weighted average with Recall@1 for SR and accuracy elsewhere."""
+"""Recall@k, and sub-task scores averaged weighted by samples (micro F1 for F1 sub-tasks)."""
 
 import pytest
 import torch
 
-from valley3.eval.metrics import EComMMMUScore, RecallAtK, WeightedSubtaskScore, parse_ranking, recall_at_k
+from valley3.eval.metrics import RecallAtK, WeightedSubtaskScore, parse_ranking, recall_at_k
 
 
 def _values(out):
@@ -30,29 +30,26 @@ def test_recall_at_k_metric():
     assert out["count"] == 4 and out["malformed/empty"] == 1
 
 
-def test_ecommmmu_weighted_average_with_recall_at_1_for_sr():
-    m = EComMMMUScore()
-    m.update(["yes", "No", "yes"], ["yes", "no", "no"], "AP")  # 2/3
-    m.update(
-        ["item_3, item_1", "item_1\nitem_3", '{"answer": ["item_9", "item_2"]}', "<thinking>item_4?"],
-        ["item_3", "item_3", "item_9", "item_4"],
-        ["SR"] * 4,
-    )  # R@1 per query: 1, 0 (gold at rank 2), 1, 0 (malformed) -> 2/4
-    m.update(["(B) Shoes"], ["B"], ["CP"])  # 1/1
-    out = _values(m.compute())
-    assert (out["score/AP"], out["score/SR"], out["score/CP"]) == (pytest.approx(2 / 3), 0.5, 1.0)
-    # weighted by samples: (3 * 2/3 + 4 * 2/4 + 1 * 1) / (3 + 4 + 1) = 5/8; unweighted: (2/3 + 1/2 + 1) / 3 = 13/18
-    assert out["score"] == pytest.approx(5 / 8)
-    assert out["macro"] == pytest.approx(13 / 18)
-    assert out["count"] == 8 and out["count/BQA"] == 0
-    assert out["malformed/no_answer"] == 1
-
-
 def test_weighted_subtask_score_from_scores():
     m = WeightedSubtaskScore(["x", "y"])
     m.update(torch.tensor([1.0, 0.0, 1.0]), "x")
     m.update([0.0], "y")
     out = _values(m.compute())
     assert out["score"] == 2 / 4 and out["macro"] == (2 / 3 + 0) / 2
-    with pytest.raises(ValueError, match="recall_subtasks"):
-        EComMMMUScore(recall_subtasks=["XX"])
+    assert out["count"] == 4
+
+
+def test_weighted_score_weights_subtasks_by_samples_and_f1_subtasks_are_micro():
+    m = WeightedSubtaskScore(["AP", "SR", "AVE", "BQA"], f1_subtasks=["AVE"])
+    m.update([1.0, 1.0, 0.0], "AP")  # 2/3
+    m.update([1.0, 0.0, 1.0, 0.0], ["SR"] * 4)  # 2/4
+    # per-sample F1 1.0 and 0.0, but the sub-task is micro: 2 * (1 + 0) / ((1 + 1) + (1 + 3)) = 1/3
+    m.update([1.0, 0.0], "AVE", counts=[{"tp": 1, "pred": 1, "ref": 1}, {"tp": 0, "pred": 1, "ref": 3}])
+    out = _values(m.compute())
+    assert (out["score/AP"], out["score/SR"], out["score/AVE"]) == (pytest.approx(2 / 3), 0.5, pytest.approx(1 / 3))
+    # weighted by samples: (3 * 2/3 + 4 * 2/4 + 2 * 1/3) / 9; unweighted over seen sub-tasks
+    assert out["score"] == pytest.approx((2 + 2 + 2 / 3) / 9)
+    assert out["macro"] == pytest.approx((2 / 3 + 1 / 2 + 1 / 3) / 3)
+    assert out["count"] == 9 and out["count/BQA"] == 0 and torch.isnan(m.compute()["score/BQA"])
+    with pytest.raises(ValueError, match="f1_subtasks"):
+        WeightedSubtaskScore(["x"], f1_subtasks=["XX"])

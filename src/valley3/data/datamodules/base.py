@@ -9,16 +9,19 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import DataLoader, Dataset
 
+from valley3.compat import loop_position
 from valley3.data.collate import PadCollator
 from valley3.data.datamodules.packed import OnlinePackDataset, PackingConfig, packed_loader
 from valley3.data.formats import read_samples
 from valley3.data.media import MediaError
 from valley3.data.mixture import Mixture, MixtureSampler, Source
-from valley3.data.processor import Example, OmniProcessor, SampleError
+from valley3.data.processor import CONTROL_TOKENS, Example, OmniProcessor, SampleError
 from valley3.data.sampler import ResumableLoader
 from valley3.data.schema import Sample, SchemaError
+from valley3.threads import loader_workers, resolve_workers
 
 
 class SampleDataset(Dataset):
@@ -35,13 +38,26 @@ class SampleDataset(Dataset):
         return len(self.samples)
 
     def __getitem__(self, index: int) -> Example | None:
-        sample = self.samples[index]
+        return self.process(self.samples[index])
+
+    def process(self, sample: Sample) -> Example | None:
+        return self._guarded(sample, lambda s: self.processor(s, generation=self.generation))
+
+    def measure(self, index: int) -> tuple[Example | None, int]:
+        """Sample `index` as `OmniProcessor.measure` gives it (media as meta tensors read from metadata) and the
+        media items it still had to decode; (None, 0) when it is skipped."""
+        return self.measure_sample(self.samples[index])
+
+    def measure_sample(self, sample: Sample) -> tuple[Example | None, int]:
+        return self._guarded(sample, self.processor.measure) or (None, 0)
+
+    def _guarded(self, sample: Sample, process):
         try:
-            return self.processor(sample, generation=self.generation)
+            return process(sample)
         except (MediaError, SampleError) as err:
             if self.strict:
                 raise
-            warnings.warn(f"skipping sample {sample.id!r} ({sample.source}): {err}", stacklevel=2)
+            warnings.warn(f"skipping sample {sample.id!r} ({sample.source}): {err}", stacklevel=3)
             return None
 
 
@@ -60,7 +76,8 @@ class BaseDataModule(L.LightningDataModule):
         test: test file(s).
         predict: file(s) whose prompts `valley3 predict` answers (a final assistant turn is held out).
         batch_size: samples per batch (per device).
-        num_workers: DataLoader worker processes.
+        num_workers: DataLoader worker processes, or "auto": half the cores this process may use (affinity and
+            cgroup quota, or $VALLEY3_CPUS), at most 8, none on one core. Each worker runs one thread.
         format: "auto", "messages" or "llava".
         media_root: folder relative media paths are resolved against (default: each file's folder).
         strict: raise on an unreadable media file or unusable sample instead of skipping it.
@@ -71,6 +88,11 @@ class BaseDataModule(L.LightningDataModule):
             `[{path: a.jsonl, weight: 2}, {path: b.jsonl, strategy: "first:50%"}, {path: s1.jsonl, replay: 0.1}]`;
             `train` files, if also given, join as one more source named "train".
         mixture: `Mixture` settings for `sources`, e.g. `{by: samples, num_samples: 600, curriculum: quality}`.
+        control_tokens: a special token of the tokenizer (`<|im_end|>`, `<|endoftext|>`, ...) inside data text:
+            "reject" skips the sample with a warning naming it (counted), "escape" reads it as ordinary text.
+        on_bad_record: a record that fails schema validation (not JSON, a missing assistant turn, a tag/file
+            mismatch, a modality this DataModule takes no part in): "error" stops with its file:line, "skip" drops
+            it; skipped records are counted per file in `bad_records`, warned about and shown in the run summary.
 
     Training is always drawn by a rank-aware, resumable sampler (plain files: a one-source mixture, reshuffled
     each epoch); the position in the epoch is saved in checkpoints (`state_dict`), so a resumed run goes on
@@ -86,7 +108,7 @@ class BaseDataModule(L.LightningDataModule):
         test: str | list[str] | None = None,
         predict: str | list[str] | None = None,
         batch_size: int = 4,
-        num_workers: int = 0,
+        num_workers: int | str = "auto",
         format: str = "auto",
         media_root: str | None = None,
         strict: bool = False,
@@ -94,11 +116,20 @@ class BaseDataModule(L.LightningDataModule):
         packing: bool | dict[str, Any] | None = None,
         sources: list[dict[str, Any]] | None = None,
         mixture: dict[str, Any] | None = None,
+        control_tokens: str = "reject",
+        on_bad_record: str = "error",
     ):
         super().__init__()
+        if on_bad_record not in ("error", "skip"):
+            raise ValueError(f"on_bad_record must be 'error' or 'skip', got {on_bad_record!r}")
+        self.on_bad_record = on_bad_record
+        self.bad_records: dict[str, int] = {}  # file -> records skipped by on_bad_record: skip
+        if control_tokens not in CONTROL_TOKENS:
+            raise ValueError(f"control_tokens must be one of {CONTROL_TOKENS}, got {control_tokens!r}")
+        self.control_tokens = control_tokens
         self.files = {split: _as_list(f) for split, f in [("train", train), ("val", val), ("test", test), ("predict", predict)]}
         self.batch_size = batch_size
-        self.num_workers = num_workers
+        self.num_workers = resolve_workers(num_workers)
         self.format = format
         self.media_root = media_root
         self.strict = strict
@@ -116,6 +147,7 @@ class BaseDataModule(L.LightningDataModule):
         """Late binding: the processor (tokenizer, media specs) depends on the model being trained."""
         if max_len is not None:
             processor.max_len = max_len
+        processor.control_tokens = self.control_tokens
         self.processor = processor
 
     def read(self, split: str) -> list[Sample]:
@@ -124,12 +156,23 @@ class BaseDataModule(L.LightningDataModule):
         return self.samples[split]
 
     def _read_file(self, path: str, format: str) -> list[Sample]:
-        samples = read_samples(path, format, self.media_root)
+        errors = [] if self.on_bad_record == "skip" else None
+        samples, kept = read_samples(path, format, self.media_root, errors), []
         for s in samples:
             extra = s.modalities - self.modalities
-            if extra:
-                raise SchemaError(f"{s.source} (sample {s.id!r}): {type(self).__name__} takes no {sorted(extra)}")
-        return samples
+            if not extra:
+                kept.append(s)
+                continue
+            error = f"{s.source} (sample {s.id!r}): {type(self).__name__} takes no {sorted(extra)}"
+            if errors is None:
+                raise SchemaError(error)
+            errors.append(error)
+        if errors:
+            self.bad_records[str(path)] = len(errors)
+            shown = "\n  ".join(errors[:3]) + ("\n  ..." if len(errors) > 3 else "")
+            rank_zero_warn(f"{path}: skipped {len(errors)} bad record(s) of {len(errors) + len(kept)} "
+                           f"(on_bad_record: skip):\n  {shown}")
+        return kept
 
     def train_mixture(self) -> Mixture:
         """The training split as a `Mixture`: the configured sources, or the `train` files as one source."""
@@ -167,14 +210,17 @@ class BaseDataModule(L.LightningDataModule):
         if self.processor is None:
             raise RuntimeError(f"{type(self).__name__}.connect(processor, max_len) must be called before loading")
         generation = split == "predict"
-        dataset = SampleDataset(self.read(split), self.processor, self.strict, generation=generation)
+        dataset = self.dataset(self.read(split), generation=generation)
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
-            num_workers=self.num_workers,
             collate_fn=PadCollator(self.processor.pad_id, padding_side="left" if generation else "right"),
-            persistent_workers=self.num_workers > 0,
+            **loader_workers(self.num_workers),
         )
+
+    def dataset(self, samples: list[Sample], generation: bool = False) -> Dataset:
+        """The map-style dataset that processes `samples` (StreamingDataModule fetches media from shards)."""
+        return SampleDataset(samples, self.processor, self.strict, generation=generation)
 
     def train_dataloader(self) -> DataLoader | list:
         if not self.files["train"] and not self.sources:
@@ -182,7 +228,7 @@ class BaseDataModule(L.LightningDataModule):
         if self.processor is None:
             raise RuntimeError(f"{type(self).__name__}.connect(processor, max_len) must be called before loading")
         mixture = self.train_mixture()
-        dataset = SampleDataset(mixture.samples, self.processor, self.strict)
+        dataset = self.dataset(mixture.samples)
         trainer = self._trainer_or_none()
         rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
         if self.packing is not None:
@@ -190,8 +236,8 @@ class BaseDataModule(L.LightningDataModule):
                                    world, fixed_index=not self.sources)
         else:
             sampler = MixtureSampler(mixture, self.seed, rank, world)
-            loader = ResumableLoader(dataset, batch_size=self.batch_size, sampler=sampler, num_workers=self.num_workers,
-                                     collate_fn=PadCollator(self.processor.pad_id), persistent_workers=self.num_workers > 0)
+            loader = ResumableLoader(dataset, batch_size=self.batch_size, sampler=sampler,
+                                     collate_fn=PadCollator(self.processor.pad_id), **loader_workers(self.num_workers))
         if self._resume is not None:
             _resume(loader, self._resume, self.seed, world)
             self._resume = None  # once: a later loader (reload_dataloaders_every_n_epochs) starts its epoch afresh
@@ -230,11 +276,10 @@ def train_position(trainer) -> tuple[int, int]:
 
     A finished epoch reads as the next one's start, so a checkpoint taken at an epoch's end resumes at a fresh epoch.
     """
-    epochs = trainer.fit_loop.epoch_progress.current
-    epoch = epochs.ready - 1
-    if epochs.started < epochs.ready:  # inside on_train_epoch_start: the batch counters still hold the last epoch
+    ready, started, batches = loop_position(trainer)
+    epoch = ready - 1
+    if started < ready:  # inside on_train_epoch_start: the batch counters still hold the last epoch
         return max(epoch, 0), 0
-    batches = trainer.fit_loop.epoch_loop.batch_progress.current.processed
     if batches >= trainer.num_training_batches:
         return epoch + 1, 0
     return max(epoch, 0), batches

@@ -18,11 +18,13 @@ import numpy as np
 from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
 
 from valley3.data.mixture import Mixture
-from valley3.data.pack_index import cost_index, index_key, pack_index
+from valley3.data.pack_index import cost_index, index_key, pack_index, samples_digest
 from valley3.data.packing import OnlinePacker, PackBudget, PackingCollator, packs_in_order
 from valley3.data.sampler import ResumableLoader, ShardSampler
+from valley3.threads import available_cores, loader_workers
 
 MODES = ("offline", "online")
+COSTS = ("metadata", "decode")
 
 
 @dataclass
@@ -41,6 +43,8 @@ class PackingConfig:
         window: offline: samples packed together (first-fit-decreasing over each window of a seeded order).
         buffer_size: online: samples buffered before packing.
         cache_dir: where pack indexes live (default $VALLEY3_CACHE/packs, else ~/.cache/valley3/packs).
+        costs: how the offline pass measures samples: "metadata" (media sizes and lengths from headers and
+            container metadata, decoding only what they cannot tell; the same costs) or "decode" (every item).
     """
 
     max_tokens: int = 4096
@@ -53,10 +57,13 @@ class PackingConfig:
     window: int = 4096
     buffer_size: int = 256
     cache_dir: str | None = None
+    costs: str = "metadata"
 
     def __post_init__(self):
         if self.mode not in MODES:
             raise ValueError(f"packing mode must be one of {MODES}, got {self.mode!r}")
+        if self.costs not in COSTS:
+            raise ValueError(f"packing costs must be one of {COSTS}, got {self.costs!r}")
         self.budget = PackBudget(self.max_tokens, self.max_images, self.max_video_frames, self.max_audio_seconds,
                                  self.over_long)
 
@@ -73,6 +80,12 @@ class PackingConfig:
         if unknown:
             raise ValueError(f"unknown packing setting(s) {sorted(unknown)}; known: {[f.name for f in dataclasses.fields(cls)]}")
         return cls(**value)
+
+
+def cost_workers() -> int:
+    """Processes for the offline cost pass: one per available core (none on one core)."""
+    cores = available_cores()
+    return cores if cores > 1 else 0
 
 
 def default_cache_dir() -> Path:
@@ -156,9 +169,9 @@ class OnlinePackDataset(IterableDataset):
 
 def _processor_digest(processor) -> dict[str, Any]:
     """What decides a sample's length: tokenizer, template, media settings and token counts, max_len."""
-    digest: dict[str, Any] = {"tokenizer": [getattr(processor.tokenizer, "name_or_path", ""), len(processor.tokenizer)],
-                              "template": repr(processor.template), "max_len": processor.max_len,
-                              "video": dataclasses.asdict(processor.video), "video_audio": processor.video_audio}
+    digest: dict[str, Any] = {"tokenizer": _tokenizer_digest(processor.tokenizer), "template": repr(processor.template),
+                              "max_len": processor.max_len, "video": dataclasses.asdict(processor.video),
+                              "video_audio": processor.video_audio}
     image, audio = processor.image, processor.audio
     for kind, spec in (("image", image), ("audio", audio)):
         if spec is not None:
@@ -174,6 +187,13 @@ def _processor_digest(processor) -> dict[str, Any]:
     return digest
 
 
+def _tokenizer_digest(tokenizer) -> list:
+    """The tokenizer's content (vocabulary, merges, added tokens), not the folder it was loaded from."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    content = backend.to_str() if backend is not None else json.dumps(sorted(tokenizer.get_vocab().items()))
+    return [len(tokenizer), hashlib.sha256(content.encode()).hexdigest()]
+
+
 def packed_loader(dataset, config: PackingConfig, processor, mixture: Mixture, seed: int = 0, num_workers: int = 0,
                   rank: int = 0, world_size: int = 1, fixed_index: bool = True) -> DataLoader:
     """The training DataLoader over packs of `dataset` (a SampleDataset over `mixture.samples`), offline or online.
@@ -186,24 +206,28 @@ def packed_loader(dataset, config: PackingConfig, processor, mixture: Mixture, s
     audio = processor.audio
     rate = audio.sampling_rate / audio.hop_length if audio is not None else 100.0
     collate = PackingCollator(processor.pad_id, config.budget, media_ids)
-    common = {"batch_size": config.packs_per_batch, "num_workers": num_workers, "collate_fn": collate,
-              "persistent_workers": num_workers > 0}
+    common = {"batch_size": config.packs_per_batch, "collate_fn": collate, **loader_workers(num_workers)}
     if config.mode == "online":
         if world_size > 1:
             raise ValueError(f"online packing gives ranks unequal numbers of packs (DDP would hang) and cannot run on "
                              f"{world_size} ranks; use packing mode: offline")
         packer = OnlinePacker(config.budget, media_ids, config.buffer_size, audio_frame_rate=rate)
         return ResumableLoader(OnlinePackDataset(dataset, packer, mixture, seed, config.packs_per_batch), **common)
-    samples = hashlib.sha256(json.dumps([dataclasses.asdict(s) for s in dataset.samples], default=str).encode())
-    parts = (samples.hexdigest(), _processor_digest(processor), dataclasses.asdict(config.budget))
+    parts = (samples_digest(dataset.samples), _processor_digest(processor), dataclasses.asdict(config.budget),
+             config.costs)
     cache_dir = config.cache_dir or default_cache_dir()
+    # The pass runs before training, so it takes every core this process may use.
+    measure = {"num_workers": cost_workers(), "metadata": config.costs == "metadata"}
     if fixed_index:
         packs, stats, _ = pack_index(dataset, config.budget, seed, index_key(*parts, config.window, seed), cache_dir,
-                                     media_ids, rate, config.window, num_workers)
+                                     media_ids, rate, config.window, **measure)
         epoch_packs = partial(_reshuffled, packs, seed)
     else:
-        costs, stats = cost_index(dataset, config.budget, index_key(*parts), cache_dir, media_ids, rate, num_workers)
+        costs, stats = cost_index(dataset, config.budget, index_key(*parts), cache_dir, media_ids, rate, **measure)
         epoch_packs = partial(_mixture_packs, costs, mixture, config, seed)
+    if stats.decoded:
+        warnings.warn(f"packing: {stats.decoded} media item(s) had no usable metadata and were decoded to be "
+                      f"measured", stacklevel=2)
     if stats.truncated or stats.skipped:
         warnings.warn(f"packing: {stats.truncated} over-long sample(s) truncated, {stats.skipped} skipped "
                       f"(over_long={config.over_long!r}, max_tokens={config.max_tokens})", stacklevel=2)

@@ -54,6 +54,20 @@ def num_frames(n_samples: int, hop_length: int = 160) -> int:
     return n_samples // hop_length
 
 
+def mel_frames(n_samples: int, n_fft: int = 400, hop_length: int = 160) -> int:
+    """`num_frames(n_samples)`, or ValueError when the clip is too short for `log_mel`.
+
+    Args:
+        n_samples: waveform length in samples.
+        n_fft: STFT window and FFT size.
+        hop_length: STFT hop, in samples.
+    """
+    # The centred STFT reflect-pads n_fft // 2 samples each side, which needs a longer signal.
+    if n_samples <= n_fft // 2 or num_frames(n_samples, hop_length) < 1:
+        raise ValueError(f"log_mel needs at least {max(n_fft // 2 + 1, hop_length)} samples, got {n_samples}")
+    return num_frames(n_samples, hop_length)
+
+
 def log_mel(
     wave: torch.Tensor,
     sampling_rate: int = 16000,
@@ -76,10 +90,7 @@ def log_mel(
     wave = torch.as_tensor(wave).to(torch.float32)
     if wave.dim() != 1:
         raise ValueError(f"log_mel expects a mono waveform [T], got shape {tuple(wave.shape)}")
-    n = wave.shape[0]
-    # The centred STFT reflect-pads n_fft // 2 samples each side, which needs a longer signal.
-    if n <= n_fft // 2 or num_frames(n, hop_length) < 1:
-        raise ValueError(f"log_mel needs at least {max(n_fft // 2 + 1, hop_length)} samples, got {n}")
+    mel_frames(wave.shape[0], n_fft, hop_length)
     window = torch.hann_window(n_fft, device=wave.device)  # periodic, as Whisper uses
     stft = torch.stft(wave, n_fft, hop_length, window=window, return_complex=True)
     power = stft[:, :-1].abs() ** 2

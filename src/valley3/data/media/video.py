@@ -20,6 +20,7 @@ from valley3._optional import optional_import
 from valley3.data.media import MediaError, require_file
 from valley3.data.media.audio import load_audio
 from valley3.data.media.image import to_pixels
+from valley3.threads import decode_threads
 
 logger = logging.getLogger(__name__)
 
@@ -216,7 +217,7 @@ def _probe_rotation(path: Path) -> int:
 
 
 def _read_decord(decord, path: Path, choose: _Choose) -> _Decoded:
-    reader = decord.VideoReader(str(path), ctx=decord.cpu(0))
+    reader = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=decode_threads())
     total, fps = len(reader), float(reader.get_avg_fps())
     indices = choose(total, fps)
     frames = reader.get_batch(indices).asnumpy()
@@ -261,6 +262,7 @@ def _read_pyav(av, path: Path, choose: _Choose) -> _Decoded:
 def _pyav_frames(container, stream, wanted: set[int], keys: list[int] | None) -> dict[int, np.ndarray]:
     """RGB frames whose pts are in `wanted`; with `keys`, seeking to the keyframe before each when it helps."""
     stream.thread_type = "AUTO"
+    stream.codec_context.thread_count = decode_threads()  # 0: FFmpeg's choice; 1 in a loader worker
     got: dict[int, np.ndarray] = {}
     decoded, position = None, None
     for target in sorted(wanted):

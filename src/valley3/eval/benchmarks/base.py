@@ -15,7 +15,7 @@ from torchmetrics import Metric
 
 from valley3.data.formats import parse_record
 from valley3.data.schema import MEDIA_TAGS, Sample, SchemaError
-from valley3.eval.metrics import WeightedSubtaskScore
+from valley3.eval.benchmarks.scored import SampleScore, Scored
 from valley3.eval.report import OVERALL, SKIPPED, ResultRow
 
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -45,14 +45,6 @@ class EvalItem:
         return self.sample.turns[-1].content
 
 
-class SampleScore(WeightedSubtaskScore):
-    """Per-sample scores a benchmark already computed, averaged per sub-task, plus their malformed reasons."""
-
-    def update(self, scores: Sequence[float], subtasks: Sequence[str], reasons: Sequence[str | None] = ()) -> None:
-        super().update(scores, subtasks)
-        self._count_failures(reasons)
-
-
 def options_block(options: Sequence[str]) -> str:
     """``A. first\\nB. second ...``."""
     return "\n".join(f"{LETTERS[i]}. {option}" for i, option in enumerate(options))
@@ -74,10 +66,12 @@ def answer_letter(answer: Any, options: Sequence[str], source: str) -> str:
 class Benchmark(ABC):
     """A suite: reads its JSONL into :class:`EvalItem` prompts and scores the generated answers.
 
-    The default scoring is per sample: ``score(item, prediction)`` gives a value in [0, 1] and a malformed
-    reason; values are averaged per sub-task and, weighted by samples, overall. A suite with corpus or
-    grouped metrics (circular MCQ, captions, JSON F1) overrides ``metrics``, ``update`` and ``rows``.
-    A new suite is ``build`` (one record -> items) and ``score``.
+    ``score(item, prediction)`` reads each output once into a :class:`Scored` (value in [0, 1], malformed
+    reason, extracted answer); ``evaluate`` feeds those to the metrics and writes them to the per-sample
+    file, so the table is an aggregate of the file's numbers. By default values are averaged per sub-task
+    and, weighted by samples, overall. A suite with corpus or grouped metrics (circular MCQ, captions, JSON
+    F1) overrides ``metrics``, ``update`` and ``rows``. A new suite is ``build`` (one record -> items) and
+    ``score``.
 
     Args:
         path: the suite's JSONL file (read when the run starts, not when the config is parsed).
@@ -199,17 +193,29 @@ class Benchmark(ABC):
 
     # -- scoring ---------------------------------------------------------------------------------
     @abstractmethod
-    def score(self, item: EvalItem, prediction: str) -> tuple[float | None, str | None]:
-        """One sample's score in [0, 1] (``None`` for corpus-only metrics) and its malformed reason or ``None``."""
+    def score(self, item: EvalItem, prediction: str | None) -> Scored:
+        """One output's :class:`Scored`: the single place a prediction is read, for the table and the file."""
 
     def metrics(self) -> dict[str, Metric]:
         """Fresh torchmetrics for one run; called after ``items`` is read, the same on every rank."""
         return {"score": SampleScore(self.subtasks)}
 
-    def update(self, metrics: Mapping[str, Metric], items: Sequence[EvalItem], preds: Sequence[str]) -> None:
-        """Feed one batch of generated answers to the metrics."""
+    def update(self, metrics: Mapping[str, Metric], items: Sequence[EvalItem], scored: Sequence[Scored]) -> None:
+        """Feed one batch of scored outputs to the metrics (never the raw outputs: the table sums the file)."""
+        metrics["score"].update(
+            [s.score or 0.0 for s in scored],
+            [i.subtask for i in items],
+            [s.malformed for s in scored],
+            [s.extra.get("counts") for s in scored],
+        )
+
+    def evaluate(
+        self, metrics: Mapping[str, Metric], items: Sequence[EvalItem], preds: Sequence[str | None]
+    ) -> list[dict[str, Any]]:
+        """Score a batch once, feed the metrics and return its ``predictions.jsonl`` lines."""
         scored = [self.score(item, pred) for item, pred in zip(items, preds)]
-        metrics["score"].update([s or 0.0 for s, _ in scored], [i.subtask for i in items], [r for _, r in scored])
+        self.update(metrics, items, scored)
+        return [self.record(item, pred, scored=s) for item, pred, s in zip(items, preds, scored)]
 
     def rows(self, results: Mapping[str, Mapping[str, Tensor]]) -> list[ResultRow]:
         """Table rows from the computed metrics: one per sub-task with items, then ``overall``."""
@@ -231,19 +237,15 @@ class Benchmark(ABC):
             self.name, subtask, metric, float(score), int(count), {k: _num(v) for k, v in (details or {}).items()}
         )
 
-    def record(self, item: EvalItem, prediction: str | None, skipped: str | None = None) -> dict[str, Any]:
-        """The per-sample line of ``predictions.jsonl``."""
-        score, reason = (None, SKIPPED) if skipped is not None else self.score(item, prediction)
-        out = {
-            "id": item.uid,
-            "benchmark": self.name,
-            "subtask": item.subtask,
-            "prompt": item.prompt,
-            "prediction": prediction,
-            "reference": item.reference,
-            "score": score,
-            "malformed": reason,
-        }
+    def record(
+        self, item: EvalItem, prediction: str | None, skipped: str | None = None, scored: Scored | None = None
+    ) -> dict[str, Any]:
+        """The per-sample line of ``predictions.jsonl`` (``scored`` when the batch was already scored)."""
+        if scored is None:
+            scored = Scored(None, SKIPPED) if skipped is not None else self.score(item, prediction)
+        out = {"id": item.uid, "benchmark": self.name, "subtask": item.subtask, "prompt": item.prompt}
+        out |= {"prediction": prediction, "reference": item.reference, "extracted": scored.extracted}
+        out |= {"score": scored.score, "malformed": scored.malformed, **scored.extra}
         return out | ({"skip_reason": skipped} if skipped is not None else {})
 
 

@@ -30,6 +30,7 @@ from typing import Any
 
 from valley3.data.schema import SchemaError
 from valley3.eval.benchmarks.base import Benchmark, EvalItem
+from valley3.eval.benchmarks.scored import Scored
 from valley3.eval.metrics import extract_answer_text, normalize_text
 
 # CJK ideographs (and extension A), kana, hangul, full-width forms: scripts written without word spaces.
@@ -77,9 +78,9 @@ class ChineseEcomQA(Benchmark):
         meta = {"category": record.get("category"), "sub_category": record.get("sub_category")}
         return [EvalItem(uid, subtask, sample, accepted, meta)]
 
-    def score(self, item: EvalItem, prediction: str) -> tuple[float, str | None]:
+    def score(self, item: EvalItem, prediction: str | None) -> Scored:
         got = extract_answer_text(prediction)
         if not got.ok:
-            return 0.0, got.reason
+            return Scored(0.0, got.reason)
         answer = normalize_cjk(got.value)
-        return float(any(answer == normalize_cjk(t) for t in item.target)), None
+        return Scored(float(any(answer == normalize_cjk(t) for t in item.target)), None, got.value)

@@ -14,10 +14,14 @@ JSONL, one item per line; ``task`` picks the kind, media as in every suite (path
   ``category`` are shown when given; ``answer``: the value or a list of accepted values (normalised match).
 - deep_fashion: the model picks one of ``classes`` for ``attribute``; per-attribute accuracy and their mean.
 - dae: free-schema JSON of the visible attributes; micro key/value precision, recall, F1 and the share of
-  predicted fields absent from the reference (``hallucination_rate``).
+  predicted fields absent from the reference (``hallucination_rate``). An output wrapped as
+  ``{"thinking process": ..., "answer": {...}}`` is scored on its ``answer_field``; a truncated object is
+  malformed (never replaced by an object inside it); an object inside a list is matched whole; a claim
+  repeated counts once. An empty reference adds the output's claims to the precision's denominator.
 - item_intelligence: a compliance JSON over several images; F1/precision/recall as dae, plus the shares of
-  predicted fields a ``judge`` finds verifiable-correct / verifiable-incorrect / unverifiable (the default
-  rule judge compares with the reference; a local model or an OpenAI-compatible endpoint can stand in).
+  outputs a ``judge`` finds verifiable-correct / verifiable-incorrect / unverifiable, over every output
+  (each output weighs 1, split over its fields; ``no_claims`` and ``malformed_share`` take the rest), from the
+  default rule judge (compares with the reference) or a local model or OpenAI-compatible endpoint.
 - ``question`` (optional) replaces the task's default request.
 """
 
@@ -32,17 +36,17 @@ from torchmetrics import Metric
 
 from valley3.data.schema import SchemaError
 from valley3.eval.benchmarks.base import Benchmark, EvalItem
-from valley3.eval.benchmarks.judge import VERDICTS, Judge, JudgeShares, RuleJudge
+from valley3.eval.benchmarks.scored import Scored, scored_match
+from valley3.eval.benchmarks.judge import SHARES, Judge, JudgeShares, RuleJudge
 from valley3.eval.metrics import (
     ClassificationAccuracy,
     JSONAttributeF1,
     StringMatch,
-    attribute_counts,
-    extract_answer_text,
-    extract_json,
+    classify_answer,
     flatten_json,
-    match_answer,
     normalize_text,
+    sample_f1,
+    score_json,
 )
 from valley3.eval.report import ResultRow
 
@@ -64,17 +68,25 @@ class EBay(Benchmark):
         path: the JSONL file (format in the module docstring).
         aspect_subtasks: the aspect prediction sub-tasks.
         judge: labels item-intelligence fields (default :class:`RuleJudge`, which needs no model).
+        answer_field: the JSON field a wrapped answer sits in (``None``: score the whole object).
         **kwargs: the common benchmark arguments (name, limit, max_new_tokens, system_prompt, media_root,
             max_images).
     """
 
     suite = "ebay"
 
-    def __init__(self, path: str, aspect_subtasks: list[str] | None = None, judge: Judge | None = None, **kwargs: Any):
+    def __init__(
+        self,
+        path: str,
+        aspect_subtasks: list[str] | None = None,
+        judge: Judge | None = None,
+        answer_field: str | None = "answer",
+        **kwargs: Any,
+    ):
         kwargs.setdefault("max_new_tokens", 96)
         super().__init__(path, **kwargs)
         self.aspect_subtasks = list(aspect_subtasks or ASPECT_SUBTASKS)
-        self.judge = judge or RuleJudge()
+        self.judge, self.answer_field = judge or RuleJudge(), answer_field
         self.classes: dict[str, list[str]] = {}
 
     def build(self, record: dict[str, Any], source: str) -> list[EvalItem]:
@@ -115,18 +127,20 @@ class EBay(Benchmark):
         sample = self.make_sample(uid, record, source, request, reference)
         return [EvalItem(uid, subtask, sample, answer, meta)]
 
-    def score(self, item: EvalItem, prediction: str) -> tuple[float, str | None]:
+    def score(self, item: EvalItem, prediction: str | None) -> Scored:
         task = item.meta["task"]
         if task == "aspect":
-            ok, reason = match_answer(prediction, item.target)
-            return float(ok), reason
+            return scored_match(prediction, item.target)
         if task == "deep_fashion":
-            got = extract_answer_text(prediction)
-            return float(got.ok and normalize_text(got.value) == normalize_text(item.target)), got.reason
-        got = extract_json(prediction)
-        counts = attribute_counts(got.value if isinstance(got.value, dict) else None, item.target)
-        total = counts["pred"] + counts["ref"]
-        return (2 * counts["tp"] / total if total else 1.0), got.reason
+            classes = self.classes[item.meta["attribute"]]
+            correct, out_of_set, reason, answer = classify_answer(prediction, item.target, classes)
+            return Scored(float(correct), reason, answer, {"out_of_set": out_of_set})
+        counts, reason, value = score_json(prediction, item.target, self.answer_field)
+        extra: dict[str, Any] = {"counts": counts}
+        if task == "item_intelligence":
+            fields = flatten_json(value) if reason is None else None
+            extra["verdicts"] = None if fields is None else self.judge.judge(fields, item.target, item.prompt)
+        return Scored(sample_f1(counts, reason), reason, value, extra)
 
     def metrics(self) -> dict[str, Metric]:
         tasks = {i.meta["task"] for i in self.items}
@@ -136,28 +150,29 @@ class EBay(Benchmark):
         if "deep_fashion" in tasks:
             metrics["deep_fashion"] = ClassificationAccuracy(self.classes)
         if "dae" in tasks:
-            metrics["dae"] = JSONAttributeF1()
+            metrics["dae"] = JSONAttributeF1(self.answer_field)
         if "item_intelligence" in tasks:
-            metrics["item_intelligence"], metrics["judge"] = JSONAttributeF1(), JudgeShares()
+            metrics["item_intelligence"], metrics["judge"] = JSONAttributeF1(self.answer_field), JudgeShares()
         return metrics
 
-    def update(self, metrics: Mapping[str, Metric], items: Sequence[EvalItem], preds: Sequence[str]) -> None:
-        by_task: dict[str, list[tuple[EvalItem, str]]] = defaultdict(list)
-        for item, pred in zip(items, preds):
-            by_task[item.meta["task"]].append((item, pred))
+    def update(self, metrics: Mapping[str, Metric], items: Sequence[EvalItem], scored: Sequence[Scored]) -> None:
+        by_task: dict[str, list[tuple[EvalItem, Scored]]] = defaultdict(list)
+        for item, s in zip(items, scored):
+            by_task[item.meta["task"]].append((item, s))
         for task, pairs in by_task.items():
-            its, ps = [i for i, _ in pairs], [p for _, p in pairs]
+            its, ss = [i for i, _ in pairs], [s for _, s in pairs]
+            reasons = [s.malformed for s in ss]
+            correct = [s.score == 1.0 for s in ss]
             if task == "aspect":
-                metrics[task].update(ps, [i.target for i in its], [i.meta["bucket"] for i in its])
+                metrics[task].update(subtasks=[i.meta["bucket"] for i in its], correct=correct, reasons=reasons)
             elif task == "deep_fashion":
-                metrics[task].update(ps, [i.target for i in its], [i.meta["attribute"] for i in its])
+                out_of_set = [s.extra["out_of_set"] for s in ss]
+                attributes = [i.meta["attribute"] for i in its]
+                metrics[task].update(attributes=attributes, correct=correct, out_of_set=out_of_set, reasons=reasons)
             else:
-                metrics[task].update(ps, [i.target for i in its])
+                metrics[task].update(counts=[s.extra["counts"] for s in ss], reasons=reasons)
             if task == "item_intelligence":
-                for item, pred in pairs:
-                    got = extract_json(pred)
-                    fields = flatten_json(got.value) if got.ok and isinstance(got.value, dict) else []
-                    metrics["judge"].update(self.judge.judge(fields, item.target, item.prompt))
+                metrics["judge"].update([s.extra["verdicts"] for s in ss])
 
     def rows(self, results: Mapping[str, Mapping[str, Tensor]]) -> list[ResultRow]:
         rows, present = [], set(self.present_subtasks)
@@ -176,8 +191,9 @@ class EBay(Benchmark):
                 out = results[task]
                 details = {k: out[k] for k in ("precision", "recall", "hallucination_rate")}
                 if task == "item_intelligence":
-                    details |= {v: results["judge"][v] for v in VERDICTS} | {
-                        "judged_fields": results["judge"]["fields"]
-                    }
+                    judge = results["judge"]
+                    # "malformed_share": the table's own "malformed" column counts outputs, not a share
+                    details |= {v if v != "malformed" else "malformed_share": judge[v] for v in SHARES}
+                    details["judged_fields"] = judge["fields"]
                 rows.append(self.row(task, "f1", out["f1"], out["count"], details))
         return rows

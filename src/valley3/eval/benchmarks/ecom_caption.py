@@ -10,8 +10,10 @@ JSONL, one item per line::
   the JSONL file, tags placed in the prompt or put in front).
 
 The metrics are corpus-level (CIDEr's document frequencies come from the whole reference set), so the
-per-sample ``score`` in predictions.jsonl is empty; malformed outputs (empty, unclosed thinking, broken
-JSON) are scored as empty captions and counted.
+per-sample ``score`` in predictions.jsonl is empty and its ``extracted`` field is the caption the metrics
+scored: pycocoevalcap over those and the references reproduces the table. A caption is scored as written
+(after any thinking block or JSON ``answer`` wrapper; no "The answer is" stripping, as COCO); malformed
+outputs (empty, unclosed thinking, broken JSON) are scored as empty captions and counted.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from torchmetrics import Metric
 
 from valley3.data.schema import SchemaError
 from valley3.eval.benchmarks.base import Benchmark, EvalItem
-from valley3.eval.metrics import CaptionMetrics, extract_answer_text
+from valley3.eval.benchmarks.scored import Scored
+from valley3.eval.metrics import CaptionMetrics, caption_text
 from valley3.eval.report import OVERALL, ResultRow
 
 
@@ -66,14 +69,20 @@ class EcomCaption(Benchmark):
         sample = self.make_sample(uid, record, source, prompt, captions[0])
         return [EvalItem(uid, OVERALL, sample, captions)]
 
-    def score(self, item: EvalItem, prediction: str) -> tuple[None, str | None]:
-        return None, extract_answer_text(prediction).reason
+    def score(self, item: EvalItem, prediction: str | None) -> Scored:
+        got = caption_text(prediction)
+        return Scored(None, got.reason, got.value if got.ok else "")
 
     def metrics(self) -> dict[str, Metric]:
         return {"caption": CaptionMetrics(self.caption_metrics, tokenizer=self.tokenizer)}
 
-    def update(self, metrics: Mapping[str, Metric], items: Sequence[EvalItem], preds: Sequence[str]) -> None:
-        metrics["caption"].update([i.uid for i in items], list(preds), [i.target for i in items])
+    def update(self, metrics: Mapping[str, Metric], items: Sequence[EvalItem], scored: Sequence[Scored]) -> None:
+        metrics["caption"].update(
+            [i.uid for i in items],
+            references=[i.target for i in items],
+            captions=[s.extracted for s in scored],
+            reasons=[s.malformed for s in scored],
+        )
 
     def rows(self, results: Mapping[str, Mapping[str, Tensor]]) -> list[ResultRow]:
         out = results["caption"]

@@ -15,6 +15,8 @@ JSONL, one question per line::
 
 Each question is asked once per cyclic rotation of its options, the correct option at A, B, C, D in turn
 (prompt ids ``<id>#r<k>``); a question counts as right only if every rotation is answered right.
+An answer is read as VLMEvalKit's ``can_infer`` reads it (README, "Answer extraction"): it must name exactly
+one option, by its letter or by its text; "A or B" is ``ambiguous`` and wrong on every rotation.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from torchmetrics import Metric
 
 from valley3.data.schema import SchemaError
 from valley3.eval.benchmarks.base import Benchmark, EvalItem, answer_letter, options_block
+from valley3.eval.benchmarks.scored import Scored
 from valley3.eval.metrics import CircularMCQ, extract_letter, rotate_options
 from valley3.eval.report import OVERALL, ResultRow
 
@@ -71,23 +74,25 @@ class EcomVQA(Benchmark):
             uid = f"{qid}#r{rot.index}"
             prompt = f"{question}\n{options_block(rot.options)}\n{self.instruction}"
             sample = self.make_sample(uid, record, source, prompt, rot.answer)
-            items.append(EvalItem(uid, subtask, sample, rot.answer, {"question": qid, "rotation": rot.index}))
+            meta = {"question": qid, "rotation": rot.index, "options": rot.options}
+            items.append(EvalItem(uid, subtask, sample, rot.answer, meta))
         return items
 
-    def score(self, item: EvalItem, prediction: str) -> tuple[float, str | None]:
-        got = extract_letter(prediction, self.num_options)
-        return float(got.ok and got.value == item.target), got.reason
+    def score(self, item: EvalItem, prediction: str | None) -> Scored:
+        got = extract_letter(prediction, options=item.meta["options"])
+        rotation = {"question": item.meta["question"], "rotation": item.meta["rotation"]}
+        return Scored(float(got.ok and got.value == item.target), got.reason, got.value, rotation)
 
     def metrics(self) -> dict[str, Metric]:
         return {"circular": CircularMCQ(self.subtasks, num_options=self.num_options)}
 
-    def update(self, metrics: Mapping[str, Metric], items: Sequence[EvalItem], preds: Sequence[str]) -> None:
+    def update(self, metrics: Mapping[str, Metric], items: Sequence[EvalItem], scored: Sequence[Scored]) -> None:
         metrics["circular"].update(
             [i.meta["question"] for i in items],
-            list(preds),
-            [i.target for i in items],
-            [i.subtask for i in items],
+            subtasks=[i.subtask for i in items],
             rotations=[i.meta["rotation"] for i in items],
+            correct=[s.score == 1.0 for s in scored],
+            reasons=[s.malformed for s in scored],
         )
 
     def rows(self, results: Mapping[str, Mapping[str, Tensor]]) -> list[ResultRow]:

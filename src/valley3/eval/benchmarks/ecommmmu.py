@@ -1,42 +1,56 @@
-"""eComMMMU (eBay study): eight multimodal shopping sub-tasks; Recall@1 for SR, accuracy elsewhere.
+"""eComMMMU (EcomMMMU, Ling et al.; the eBay study's benchmark): eight multimodal shopping sub-tasks.
 
 JSONL, one question per line::
 
-    {"id": "m1", "subtask": "CP", "question": "Which category does this item belong to?",
-     "images": ["img/m1_0.png", "img/m1_1.png"], "options": ["Shoes", "Bags", "Hats", "Mugs"], "answer": "B"}
-    {"id": "m2", "subtask": "SR", "question": "Which listing is the item in the image?",
-     "images": ["img/m2.png"], "candidates": ["item_3", "item_7", "item_9"], "answer": "item_7"}
+    {"id": "m1", "subtask": "CP", "images": ["img/m1_0.png", "img/m1_1.png"],
+     "question": "The user bought <image>. Would they buy <image> next? Answer yes or no.", "answer": "yes"}
+    {"id": "m2", "subtask": "MPC", "question": "How relevant is the item to the query 'red shoe'?",
+     "images": ["img/m2.png"], "options": ["exact", "substitute", "complement", "irrelevant"], "answer": "B"}
+    {"id": "m3", "subtask": "SR", "question": "Which listing is the item in the image?",
+     "images": ["img/m3.png"], "candidates": ["item_3", "item_7", "item_9"], "answer": "item_7"}
 
-- ``subtask``: AP, BQA, CP, SR, MPC, PSI, SA, PRP (or the benchmark's ``subtasks``).
-- with ``options``: ``answer`` is the correct option as a letter, a 0-based index or its text; without:
-  the expected short answer (or a list of accepted answers), compared after normalisation.
+- ``subtask``: AP (answerability prediction), BQA (binary question answering), CP (click-through prediction:
+  would the user buy the candidate given the purchase history), SR (sequential recommendation), MPC
+  (multi-class product classification), PSI (product substitute identification), SA (sentiment analysis),
+  PRP (product relation prediction), or the benchmark's ``subtasks``.
+- with ``options``: ``answer`` is the correct option as a letter, a 0-based index or its text, and the output
+  must name exactly that option (its letter or its text, as VLMEvalKit's ``can_infer``); without: the
+  expected short answer (``yes``/``no`` for AP, CP, PSI), or a list of accepted answers, which the whole
+  answer must equal after normalisation.
 - SR (the ``recall_subtasks``): ``candidates`` are listed in the prompt and the model ranks them;
   ``answer`` is the relevant id (or ids) and the score is Recall@1 of the ranking.
 - images: at most ``max_images`` (10, as the study) are kept per question; the rest are dropped.
 
 ``overall`` is the average of the sub-task scores weighted by their sample counts (the study's number);
-``macro`` is the unweighted mean.
+``macro`` is the unweighted mean. Table and ``predictions.jsonl`` come from the same per-sample score.
+The reference scorer (ninglab/EcomMMMU ``evaluate.py``) counts an answer outside the task's labels as wrong,
+as here, but reads the answer more leniently: README, "Evaluation", lists where.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from torch import Tensor
-from torchmetrics import Metric
 
 from valley3.data.schema import SchemaError
 from valley3.eval.benchmarks.base import Benchmark, EvalItem, answer_letter, options_block
-from valley3.eval.metrics import (
-    ECOMMMMU_SUBTASKS,
-    EComMMMUScore,
-    extract_letter,
-    match_answer,
-    parse_ranking,
-    recall_at_k,
-)
+from valley3.eval.benchmarks.scored import Scored
+from valley3.eval.metrics import extract_letter, match_answer, parse_ranking, recall_at_k
 from valley3.eval.report import OVERALL, ResultRow
+
+ECOMMMMU_TASK_NAMES = {
+    "AP": "answerability prediction",
+    "BQA": "binary question answering",
+    "CP": "click-through prediction",
+    "SR": "sequential recommendation",
+    "MPC": "multi-class product classification",
+    "PSI": "product substitute identification",
+    "SA": "sentiment analysis",
+    "PRP": "product relation prediction",
+}
+ECOMMMMU_SUBTASKS: tuple[str, ...] = tuple(ECOMMMMU_TASK_NAMES)
 
 
 class EComMMMU(Benchmark):
@@ -62,7 +76,9 @@ class EComMMMU(Benchmark):
         recall_subtasks: list[str] | None = None,
         choice_instruction: str = "Answer with the option's letter from the given choices directly.",
         text_instruction: str = "Answer with a word or a short phrase.",
-        rank_instruction: str = "Rank the candidates from most to least relevant; answer with their ids, comma-separated.",
+        rank_instruction: str = (
+            "Rank the candidates from most to least relevant; answer with their ids, comma-separated."
+        ),
         max_images: int | None = 10,
         **kwargs: Any,
     ) -> None:
@@ -92,24 +108,18 @@ class EComMMMU(Benchmark):
             reference = target if isinstance(target, str) else str(target[0])
             prompt = f"{question}\n{self.instructions['text']}"
         sample = self.make_sample(uid, record, source, prompt, reference)
-        meta = {"num_options": len(record["options"])} if record.get("options") is not None else {}
+        meta = {"options": [str(o) for o in record["options"]]} if record.get("options") is not None else {}
         return [EvalItem(uid, subtask, sample, target, meta if subtask not in self.recall_subtasks else {})]
 
-    def score(self, item: EvalItem, prediction: str) -> tuple[float, str | None]:
+    def score(self, item: EvalItem, prediction: str | None) -> Scored:
         if item.subtask in self.recall_subtasks:
             ranking = parse_ranking(prediction)
-            return recall_at_k(ranking.value or [], item.target, k=1), ranking.reason
-        if "num_options" in item.meta:  # the same verdict as the metric's, with out-of-range letters named
-            got = extract_letter(prediction, item.meta["num_options"])
-            return float(got.ok and got.value == item.target), got.reason
+            return Scored(recall_at_k(ranking.value or [], item.target, k=1), ranking.reason, ranking.value)
+        if "options" in item.meta:
+            got = extract_letter(prediction, options=item.meta["options"])
+            return Scored(float(got.ok and got.value == item.target), got.reason, got.value)
         ok, reason = match_answer(prediction, item.target)
-        return float(ok), reason
-
-    def metrics(self) -> dict[str, Metric]:
-        return {"score": EComMMMUScore(self.subtasks, recall_subtasks=self.recall_subtasks)}
-
-    def update(self, metrics: Mapping[str, Metric], items: Sequence[EvalItem], preds: Sequence[str]) -> None:
-        metrics["score"].update(list(preds), [i.target for i in items], [i.subtask for i in items])
+        return Scored(float(ok), reason)
 
     def rows(self, results: Mapping[str, Mapping[str, Tensor]]) -> list[ResultRow]:
         out = results["score"]

@@ -1,4 +1,4 @@
-"""Judges for eBay Item Intelligence: each predicted field is verifiable-correct, verifiable-incorrect or unverifiable."""
+"""Judges for eBay Item Intelligence: each predicted field is verifiable-correct, -incorrect or unverifiable."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from torch import Tensor
 from valley3.eval.metrics import EvalMetric, extract_json, flatten_json
 
 VERDICTS = ("verifiable_correct", "verifiable_incorrect", "unverifiable")
+SHARES = (*VERDICTS, "no_claims", "malformed")  # what the judge shares of an item-intelligence row split into
 _PROMPT = """You check the answer of a model that read a product listing's images.
 Question: {question}
 Reference annotation of the listing (JSON): {reference}
@@ -154,23 +155,40 @@ class LocalModelJudge(PromptJudge):
 
 
 class JudgeShares(EvalMetric):
-    """Share of judged fields per verdict (verifiable-correct / -incorrect / unverifiable), summed over ranks."""
+    """Shares of outputs per verdict, over every output: each output weighs 1, split evenly over its fields'
+    verdicts; an output claiming no field weighs on ``no_claims``, a malformed one on ``malformed``. The shares
+    sum to 1, so a few judged fields among many broken outputs never read as a high verifiable-correct share."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(None, **kwargs)
-        self.add_state("counts", torch.zeros(len(VERDICTS), dtype=torch.int64), dist_reduce_fx="sum")
+        self.add_state("weights", torch.zeros(len(SHARES), dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("outputs", torch.zeros((), dtype=torch.int64), dist_reduce_fx="sum")
+        self.add_state("fields", torch.zeros((), dtype=torch.int64), dist_reduce_fx="sum")
 
-    def update(self, verdicts: Sequence[str]) -> None:
-        """Args: the verdicts of a batch's fields."""
-        index = torch.tensor([VERDICTS.index(v) for v in verdicts], dtype=torch.int64, device=self.counts.device)
-        self.counts += torch.bincount(index, minlength=len(VERDICTS))
+    def update(self, outputs: Sequence[Sequence[str] | None]) -> None:
+        """Args: per output, the verdicts of its fields, or ``None`` for a malformed output."""
+        weights = [0.0] * len(SHARES)
+        for verdicts in outputs:
+            for share, weight in output_shares(verdicts).items():
+                weights[SHARES.index(share)] += weight
+        self.weights += torch.tensor(weights, dtype=torch.float64, device=self.weights.device)
+        self.outputs += len(outputs)
+        self.fields += sum(len(v) for v in outputs if v is not None)
 
     def compute(self) -> dict[str, Tensor]:
-        """``<verdict>`` shares (NaN before any field) and ``fields``, the number judged."""
-        total = self.counts.sum()
-        shares = (
-            self.counts.to(torch.float64) / total
-            if total > 0
-            else self.counts.new_full((3,), float("nan"), dtype=torch.float64)
-        )
-        return {v: shares[i] for i, v in enumerate(VERDICTS)} | {"fields": total}
+        """``<share>`` for each of :data:`SHARES` (NaN before any output), ``outputs`` and ``fields`` judged."""
+        shares = self.weights / self.outputs if self.outputs > 0 else torch.full_like(self.weights, float("nan"))
+        return {v: shares[i] for i, v in enumerate(SHARES)} | {"outputs": self.outputs, "fields": self.fields}
+
+
+def output_shares(verdicts: Sequence[str] | None) -> dict[str, float]:
+    """One output's weight per share: ``1 / len(verdicts)`` per field verdict, else all on ``no_claims`` (no
+    field) or ``malformed`` (``None``)."""
+    if verdicts is None:
+        return {"malformed": 1.0}
+    if not verdicts:
+        return {"no_claims": 1.0}
+    out: dict[str, float] = {}
+    for v in verdicts:
+        out[v] = out.get(v, 0.0) + 1 / len(verdicts)
+    return out

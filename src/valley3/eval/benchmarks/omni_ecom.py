@@ -9,8 +9,9 @@ JSONL, one question per line::
 - ``task``: product_understanding, after_sales, search_recommendation, livestream, short_video,
   moderation (or the benchmark's ``subtasks``).
 - ``options`` (optional): the question is multiple choice and ``answer`` is the correct option as a
-  letter, a 0-based index or its text; without options ``answer`` is the expected short answer, or a
-  list of accepted answers, compared after normalisation (case, punctuation, articles).
+  letter, a 0-based index or its text; the output must name exactly that option, by its letter or its text
+  (VLMEvalKit's ``can_infer``; "A or B" is ``ambiguous``). Without options ``answer`` is the expected short
+  answer, or a list of accepted answers, compared after normalisation (case, punctuation, articles).
 - ``answer_format`` (optional): ``"json"`` asks for ``{"thinking process": ..., "answer": ...}`` (the
   release's format); ``"text"`` (default) asks for the answer alone. Either way the answer is read after
   any ``<thinking>`` block, from the JSON ``answer`` field when the output is JSON.
@@ -26,7 +27,8 @@ from typing import Any
 
 from valley3.data.schema import SchemaError
 from valley3.eval.benchmarks.base import Benchmark, EvalItem, answer_letter, options_block
-from valley3.eval.metrics import extract_letter, match_answer
+from valley3.eval.benchmarks.scored import Scored, scored_match
+from valley3.eval.metrics import extract_letter
 
 OMNI_ECOM_TASKS = (
     "product_understanding",
@@ -77,7 +79,7 @@ class OmniEcom(Benchmark):
                 raise SchemaError(f"{source}: 'options' must be a list of at least 2 option texts")
             target = answer_letter(record.get("answer"), options, source)
             prompt = f"{question}\n{options_block([str(o) for o in options])}\n{self.choice_instruction}"
-            meta = {"choice": True, "num_options": len(options)}
+            meta = {"choice": True, "options": [str(o) for o in options]}
         else:
             target = self.require(record, "answer", source, (str, list))
             prompt = f"{question}\n{self.text_instruction}".rstrip()
@@ -90,9 +92,8 @@ class OmniEcom(Benchmark):
         sample = self.make_sample(uid, record, source, prompt, reference)
         return [EvalItem(uid, task, sample, target, meta)]
 
-    def score(self, item: EvalItem, prediction: str) -> tuple[float, str | None]:
+    def score(self, item: EvalItem, prediction: str | None) -> Scored:
         if item.meta["choice"]:
-            got = extract_letter(prediction, item.meta["num_options"])
-            return float(got.ok and got.value == item.target), got.reason
-        ok, reason = match_answer(prediction, item.target)
-        return float(ok), reason
+            got = extract_letter(prediction, options=item.meta["options"])
+            return Scored(float(got.ok and got.value == item.target), got.reason, got.value)
+        return scored_match(prediction, item.target)

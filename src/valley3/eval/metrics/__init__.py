@@ -1,7 +1,7 @@
 """Evaluation metrics: torchmetrics Metrics whose states sync across ranks, plus answer extraction."""
 
 from valley3.eval.metrics.base import EvalMetric
-from valley3.eval.metrics.caption import CAPTION_METRICS, CaptionMetrics, score_captions, simple_tokenize
+from valley3.eval.metrics.caption import CAPTION_METRICS, CaptionMetrics, caption_text, score_captions, simple_tokenize
 from valley3.eval.metrics.circular_mcq import CircularMCQ, Rotation, rotate_options
 from valley3.eval.metrics.extract import (
     FAILURE_REASONS,
@@ -11,20 +11,31 @@ from valley3.eval.metrics.extract import (
     extract_json_field,
     extract_letter,
     strip_thinking,
+    unwrap_field,
 )
-from valley3.eval.metrics.json_attributes import JSONAttributeF1, attribute_counts, flatten_json
-from valley3.eval.metrics.match import ClassificationAccuracy, StringMatch, match_answer, normalize_text
+from valley3.eval.metrics.json_attributes import (
+    JSONAttributeF1,
+    attribute_counts,
+    flatten_json,
+    sample_f1,
+    score_json,
+)
+from valley3.eval.metrics.match import (
+    ClassificationAccuracy,
+    StringMatch,
+    classify_answer,
+    match_answer,
+    normalize_text,
+)
 from valley3.eval.metrics.retrieval import RecallAtK, parse_ranking, recall_at_k
-from valley3.eval.metrics.weighted import ECOMMMMU_SUBTASKS, EComMMMUScore, WeightedSubtaskScore
+from valley3.eval.metrics.weighted import WeightedSubtaskScore
 
 __all__ = [
     "CAPTION_METRICS",
-    "ECOMMMMU_SUBTASKS",
     "FAILURE_REASONS",
     "CaptionMetrics",
     "CircularMCQ",
     "ClassificationAccuracy",
-    "EComMMMUScore",
     "EvalMetric",
     "Extracted",
     "JSONAttributeF1",
@@ -33,6 +44,8 @@ __all__ = [
     "StringMatch",
     "WeightedSubtaskScore",
     "attribute_counts",
+    "caption_text",
+    "classify_answer",
     "extract_answer_text",
     "extract_json",
     "extract_json_field",
@@ -43,7 +56,10 @@ __all__ = [
     "parse_ranking",
     "recall_at_k",
     "rotate_options",
+    "sample_f1",
     "score_captions",
+    "score_json",
     "simple_tokenize",
     "strip_thinking",
+    "unwrap_field",
 ]

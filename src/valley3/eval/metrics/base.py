@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 from typing import Any
 
@@ -46,6 +46,16 @@ class EvalMetric(Metric):
             raise ValueError(f"subtasks must be non-empty and unique, got {self.subtasks}")
         self._subtask_index = {name: i for i, name in enumerate(self.subtasks)}
         self.add_state("malformed", torch.zeros(len(FAILURE_REASONS), dtype=torch.int64), dist_reduce_fx="sum")
+
+    def _apply(self, fn: Callable, exclude_state: Sequence[str] = "") -> "EvalMetric":
+        # Lightning's "bf16-true" / "16-true" precision casts the whole LightningModule with .to(dtype), and
+        # torchmetrics lets that reach the states: a bf16 sum stops growing at 256 (1000 right answers out of
+        # 1000 read 0.256). Counts and float64 sums keep their dtypes; only the device follows the module.
+        def keep_dtype(tensor: Tensor) -> Tensor:
+            out = fn(tensor)
+            return out.to(tensor.dtype) if isinstance(out, Tensor) and out.dtype != tensor.dtype else out
+
+        return super()._apply(keep_dtype, exclude_state)
 
     def _subtask_ids(self, subtasks: Sequence[str] | str | None, n: int) -> list[int]:
         """Bucket index of each of ``n`` samples; one name or ``None`` (single bucket) covers them all."""

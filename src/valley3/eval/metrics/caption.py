@@ -14,7 +14,7 @@ from torch import Tensor
 from torchmetrics.utilities import dim_zero_cat
 
 from valley3.eval.metrics.base import EvalMetric, _check_lengths
-from valley3.eval.metrics.extract import extract_answer_text
+from valley3.eval.metrics.extract import Extracted, extract_answer_text
 
 CAPTION_METRICS: tuple[str, ...] = ("bleu1", "bleu2", "bleu3", "bleu4", "cider", "meteor", "rouge_l")
 _CJK = re.compile(r"([\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af])")
@@ -33,6 +33,12 @@ def simple_tokenize(text: str) -> str:
     text = unicodedata.normalize("NFKC", text).lower()
     text = "".join(" " if unicodedata.category(ch).startswith("P") else ch for ch in text)
     return " ".join(_CJK.sub(r" \1 ", text).split())
+
+
+def caption_text(pred: str | None, field: str = "answer") -> Extracted:
+    """The caption of a raw output: after thinking (the JSON ``field`` when the output is JSON), kept as
+    written otherwise; COCO's pipeline never strips a leading "The answer is" from a caption."""
+    return extract_answer_text(pred, field, strip_prefix=False)
 
 
 def _tokenize(captions: Mapping[str, list[str]], tokenizer: str) -> dict[str, list[str]]:
@@ -82,7 +88,7 @@ class CaptionMetrics(EvalMetric):
     tensor ("cat" state): torchmetrics gathers those byte tensors from all ranks like any other state,
     and ``compute`` decodes them, drops repeated ids (a padding sampler; the first record wins) and
     scores the whole corpus at once, which CIDEr's document frequencies need. The thinking block (and a
-    JSON ``answer`` wrapper) is stripped from predictions; a malformed one scores as an empty caption.
+    JSON ``answer`` wrapper) is stripped from predictions, nothing else; a malformed one scores as an empty caption.
 
     Args:
         metrics: any of ``bleu1..bleu4``, ``cider`` (CIDEr-D), ``meteor``, ``rouge_l``.
@@ -111,17 +117,28 @@ class CaptionMetrics(EvalMetric):
         self.metrics, self.tokenizer, self.field = list(metrics), tokenizer, field
         self.add_state("records", [], dist_reduce_fx="cat")
 
-    def update(self, ids: Sequence[Any], preds: Sequence[str | None], references: Sequence[Sequence[str]]) -> None:
-        """Args: sample ids, raw outputs, the reference captions of each sample (one or more)."""
-        _check_lengths(ids=ids, preds=preds, references=references)
-        lines, reasons = [], []
-        for sample_id, pred, refs in zip(ids, preds, references):
+    def update(
+        self,
+        ids: Sequence[Any],
+        preds: Sequence[str | None] = (),
+        references: Sequence[Sequence[str]] = (),
+        *,
+        captions: Sequence[str] | None = None,
+        reasons: Sequence[str | None] = (),
+    ) -> None:
+        """Args: sample ids, raw outputs, the reference captions of each sample (one or more); or instead of
+        the outputs, ``captions`` already extracted (:func:`caption_text`, "" when malformed) and ``reasons``."""
+        if captions is None:
+            _check_lengths(ids=ids, preds=preds)
+            got = [caption_text(pred, self.field) for pred in preds]
+            captions, reasons = [g.value if g.ok else "" for g in got], [g.reason for g in got]
+        _check_lengths(ids=ids, captions=captions, references=references)
+        lines = []
+        for sample_id, caption, refs in zip(ids, captions, references):
             refs = [refs] if isinstance(refs, str) else [str(r) for r in refs]
             if not refs:
                 raise ValueError(f"sample {sample_id!r} has no reference caption")
-            got = extract_answer_text(pred, self.field)
-            reasons.append(got.reason)
-            lines.append(json.dumps([str(sample_id), got.value if got.ok else "", refs], ensure_ascii=False) + "\n")
+            lines.append(json.dumps([str(sample_id), caption, refs], ensure_ascii=False) + "\n")
         self._count_failures(reasons)
         if lines:
             data = torch.frombuffer(bytearray("".join(lines).encode()), dtype=torch.uint8)

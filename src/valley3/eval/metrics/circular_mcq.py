@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import string
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -13,10 +12,7 @@ from torch import Tensor
 from torchmetrics.utilities import dim_zero_cat
 
 from valley3.eval.metrics.base import EvalMetric, _check_lengths, _ratio
-from valley3.eval.metrics.extract import extract_letter
-
-LETTERS = string.ascii_uppercase
-
+from valley3.eval.metrics.extract import LETTERS, extract_letter
 
 @dataclass(frozen=True)
 class Rotation:
@@ -84,28 +80,45 @@ class CircularMCQ(EvalMetric):
     def update(
         self,
         question_ids: Sequence[Any],
-        preds: Sequence[str | None],
-        targets: Sequence[str],
+        preds: Sequence[str | None] = (),
+        targets: Sequence[str] = (),
         subtasks: Sequence[str] | str | None = None,
         rotations: Sequence[int] | None = None,
+        options: Sequence[Sequence[str]] | None = None,
+        *,
+        correct: Sequence[bool] | None = None,
+        reasons: Sequence[str | None] = (),
     ) -> None:
-        """Args: question ids, raw outputs (or letters), correct letters, sub-task per row, rotation per row."""
-        n = _check_lengths(question_ids=question_ids, preds=preds, targets=targets)
+        """Args: question ids, raw outputs (or letters), correct letters, sub-task per row, rotation per row,
+        the option texts of each row in its rotated order (an answer may name an option by its text); or
+        instead of outputs and targets, ``correct`` rows already scored (a benchmark's ``score``) and ``reasons``."""
+        if correct is None:
+            correct, reasons = self._score(question_ids, preds, targets, options)
+        n = _check_lengths(question_ids=question_ids, correct=correct)
         if rotations is not None:
             _check_lengths(question_ids=question_ids, rotations=rotations)
         sub_ids = self._subtask_ids(subtasks, n)
-        rows, reasons = [], []
+        rows = [
+            [_hash_id(question_ids[i]), -1 if rotations is None else int(rotations[i]), sub_ids[i], int(correct[i])]
+            for i in range(n)
+        ]
+        self._count_failures(reasons)
+        if rows:
+            self.records.append(torch.tensor(rows, dtype=torch.int64, device=self.device).flatten())
+
+    def _score(
+        self, question_ids: Sequence[Any], preds: Sequence[str | None], targets: Sequence[str], options: Any
+    ) -> tuple[list[bool], list[str | None]]:
+        n = _check_lengths(question_ids=question_ids, preds=preds, targets=targets)
+        correct, reasons = [], []
         for i in range(n):
             target = str(targets[i]).strip().upper()
             if len(target) != 1 or LETTERS.find(target) not in range(self.num_options):
                 raise ValueError(f"target {targets[i]!r} is not a letter among {self.num_options} options")
-            got = extract_letter(preds[i], self.num_options)
+            got = extract_letter(preds[i], self.num_options, options[i] if options is not None else None)
+            correct.append(got.ok and got.value == target)
             reasons.append(got.reason)
-            rot = -1 if rotations is None else int(rotations[i])
-            rows.append([_hash_id(question_ids[i]), rot, sub_ids[i], int(got.ok and got.value == target)])
-        self._count_failures(reasons)
-        if rows:
-            self.records.append(torch.tensor(rows, dtype=torch.int64, device=self.device).flatten())
+        return correct, reasons
 
     def compute(self) -> dict[str, Tensor]:
         """``acc``, ``acc/<subtask>``, ``count`` (questions), ``count/<subtask>``, ``rotation_acc`` (per

@@ -1,4 +1,4 @@
-"""Answer extraction from raw model outputs: thinking blocks, option letters, JSON objects and fields.
+"""Answer extraction from raw model outputs: thinking blocks, option letters, JSON values and fields.
 
 Every function returns an :class:`Extracted`; a malformed output gives ``value=None`` and a ``reason``
 from :data:`FAILURE_REASONS`, never an exception, so metrics can count malformed outputs by type.
@@ -9,36 +9,44 @@ from __future__ import annotations
 import json
 import re
 import string
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 FAILURE_REASONS: tuple[str, ...] = (
     "empty",  # nothing but whitespace
     "no_answer",  # unclosed <thinking>, or nothing after </thinking>
-    "no_letter",  # no option letter found
+    "no_letter",  # neither an option letter nor an option's text
     "invalid_letter",  # a letter beyond the number of options
-    "no_json",  # no JSON object in the output
-    "truncated_json",  # an object that opens but never closes (cut by max_new_tokens)
-    "invalid_json",  # a closed object that does not parse
+    "ambiguous",  # more than one option named ("A or B", "B. Actually no, C.")
+    "refused",  # a refusal VLMEvalKit's can_infer maps to "no option" ("Cannot determine the answer")
+    "no_json",  # no JSON object or array in the output
+    "truncated_json",  # a JSON value that opens but never closes (cut by max_new_tokens)
+    "invalid_json",  # a closed bracket group that does not parse
     "missing_field",  # valid JSON without the requested field
+    "wrong_type",  # valid JSON of the wrong shape (an array where an object is asked, or the reverse)
 )
 
+LETTERS = string.ascii_uppercase
 _OPEN = re.compile(r"<think(?:ing)?>", re.IGNORECASE)
 _CLOSE = re.compile(r"</think(?:ing)?>", re.IGNORECASE)
 _FENCE = re.compile(r"```(?:json|JSON)?\s*\n?(.*?)(?:```|$)", re.DOTALL)
-# "B", "(B)", "B.", "B)", "[B]", "**B**", "b": the whole answer is one letter.
-_LONE = re.compile(r"^[\s*\[(]*([A-Za-z])[\s*\]).:]*$")
-# "Answer: B", "the answer is (B)", "correct option: B", "答案是B": uppercase only, prose has "a".
-# "I" followed by a lowercase word is the pronoun ("Answer: I think B").
-_STATED = re.compile(
-    r"(?i:(answer|答案)|option|choice|选项)\s*(?i:is|是|为)?\s*[:：]?\s*[*\[(]*"
-    r"([A-HJ-Z]|I(?!\s+[a-z']))(?![A-Za-z'])"
+# can_infer_option's separators (.()[],:;!*#{} and whitespace), plus double quotes and backticks, and every
+# non-ASCII character: Chinese answers ("答案是C") put no space around the letter.
+_SEPARATORS = re.compile(r"[\s.()\[\],:;!*#{}\"`]+|[^\x00-\x7f]+")
+# Strings VLMEvalKit's can_infer_option answers with "Z" (no option) whatever letters they contain.
+_REFUSALS = (
+    "Failed to obtain answer via API",
+    "Sorry, I can't help with images of people yet.",
+    "I can't process this file.",
+    "I'm sorry, but without the image provided",
+    "Cannot determine the answer",
 )
-# "B. Red shoes", "(B) red shoes", "B) red shoes" at the start of the answer.
-_LEADING = re.compile(r"^[\s*\[(]*([A-Z])\s*[).:\]]")
-_BRACKETED = re.compile(r"\(([A-Z])\)")
+# "The answer is", "Answer:", "答案是": only as a whole word followed by "is" or a colon ("Answering machine"
+# and the brand "Answers Pet Food" keep their first word).
 _ANSWER_PREFIX = re.compile(
-    r"^(?:the\s+)?(?:final\s+)?answer\s*(?:is\s*)?[:：]?\s*|^答案\s*(?:是|为)?\s*[:：]?\s*", re.IGNORECASE
+    r"^(?:the\s+)?(?:final\s+|correct\s+)?answer(?:\s+is\b\s*[:：]?|\s*[:：])\s*|^答案(?:是|为|\s*[:：])\s*[:：]?\s*",
+    re.IGNORECASE,
 )
 
 
@@ -72,42 +80,64 @@ def strip_thinking(text: str | None) -> Extracted:
     return Extracted(text) if text else _fail("no_answer")
 
 
-def extract_letter(text: str | None, num_options: int = 4) -> Extracted:
-    """The option letter of an answer ("B", "(B)", "B.", "Answer: B", JSON ``answer`` field ...)."""
+def _answer_body(text: str | None, field: str = "answer") -> Extracted:
+    """The text after thinking; when it is JSON, its ``field`` (a non-string value as JSON text)."""
     answer = strip_thinking(text)
-    if not answer.ok:
+    if not answer.ok or not answer.value.startswith(("{", "```")):
         return answer
-    body = answer.value
-    if body.startswith(("{", "```")):
-        field = extract_json_field(body, "answer")
-        if not field.ok:
-            return field
-        body = str(field.value).strip()
-    letter = _stated_letter(body)
-    if letter is None and (m := _LEADING.search(body)):
-        letter = m.group(1)
-    if letter is None and len(found := set(_BRACKETED.findall(body))) == 1:
-        letter = found.pop()  # "I would pick (C) because ..."
-    if letter is None:
-        return _fail("no_letter")
-    if string.ascii_uppercase.index(letter) >= num_options:
+    value = extract_json_field(answer.value, field)
+    if not value.ok:
+        return value
+    body = value.value if isinstance(value.value, str) else json.dumps(value.value, ensure_ascii=False)
+    return Extracted(body.strip()) if body.strip() else _fail("no_answer")
+
+
+def _letter_tokens(body: str) -> list[str]:
+    """can_infer's tokens, minus "I" as the pronoun ("I think B"): an "I" before a lowercase word."""
+    tokens = [t for t in _SEPARATORS.split(body) if t]
+    return [t for k, t in enumerate(tokens) if not (t == "I" and k + 1 < len(tokens) and tokens[k + 1][:1].islower())]
+
+
+def extract_letter(text: str | None, num_options: int = 4, options: Sequence[str] | None = None) -> Extracted:
+    """The one option an answer names, as VLMEvalKit's ``can_infer`` decides it (README, "Answer extraction").
+
+    After thinking (and the JSON ``answer`` field), the answer names an option by exactly one option letter
+    among its tokens, else by containing exactly one option's text (case-insensitive, needs ``options``).
+    Two or more letters or texts are ``ambiguous``; a lone lowercase letter ("b") is that letter.
+
+    Args:
+        text: the raw output.
+        num_options: how many options the question has (ignored when ``options`` is given).
+        options: the option texts, in letter order.
+    """
+    n = len(options) if options is not None else num_options
+    body = _answer_body(text)
+    if not body.ok:
+        return body
+    if any(phrase in body.value for phrase in _REFUSALS):
+        return _fail("refused")
+    tokens = _letter_tokens(body.value)
+    named = sorted({t for t in tokens if len(t) == 1 and t in LETTERS[:n]})
+    if len(named) == 1:
+        return Extracted(named[0])
+    if len(tokens) == 1 and len(tokens[0]) == 1 and tokens[0].islower() and tokens[0].upper() in LETTERS[:n]:
+        return Extracted(tokens[0].upper())  # "b", "(b)": the whole answer is one letter
+    lowered = body.value.lower()
+    by_text = [LETTERS[i] for i, o in enumerate(options or ()) if str(o).strip() and str(o).lower() in lowered]
+    if len(by_text) == 1:
+        return Extracted(by_text[0])
+    if len(named) > 1 or len(by_text) > 1:
+        return _fail("ambiguous")
+    if any(len(t) == 1 and t in LETTERS[n:] and t != "I" for t in tokens):
         return _fail("invalid_letter")
-    return Extracted(letter)
+    return _fail("no_letter")
 
 
-def _stated_letter(body: str) -> str | None:
-    """A lone letter, else the last stated letter ("answer ..." statements win over "option ...")."""
-    if m := _LONE.search(body):
-        return m.group(1).upper()
-    found = list(_STATED.finditer(body))
-    answers = [m for m in found if m.group(1)]
-    return (answers or found)[-1].group(2) if found else None
-
-
-def _unbalanced(text: str) -> bool:
-    """Whether the braces/brackets opened at ``text[0]`` never close (string-aware)."""
+def _span_end(text: str, start: int) -> int | None:
+    """The index after the bracket group opened at ``text[start]`` (string-aware), or None if it never closes."""
     depth, in_str, escaped = 0, False, False
-    for ch in text:
+    for i in range(start, len(text)):
+        ch = text[i]
         if in_str:
             if escaped:
                 escaped = False
@@ -122,29 +152,42 @@ def _unbalanced(text: str) -> bool:
         elif ch in "}]":
             depth -= 1
             if depth == 0:
-                return False
-    return True
+                return i + 1
+    return None
 
 
 def extract_json(text: str | None) -> Extracted:
-    """The first JSON object in an output: after thinking, inside a fenced block or after leading prose."""
+    """The output's JSON object (or array): after thinking, inside a fenced block or after leading prose.
+
+    Bracket groups are read in order; one that opens and never closes makes the output ``truncated_json``
+    (nothing inside it is used: the object that was being written is the answer, not a part of it), a closed
+    group that does not parse is skipped whole. An array counts when it starts the answer or holds an object.
+    """
     answer = strip_thinking(text)
     if not answer.ok:
         return answer
     body = answer.value
     if m := _FENCE.search(body):
-        body = m.group(1)
-    starts = [i for i, ch in enumerate(body) if ch == "{"]
-    if not starts:
-        return _fail("no_json")
-    decoder = json.JSONDecoder()
-    for start in starts:
+        body = m.group(1).strip()
+    decoder, pos, invalid = json.JSONDecoder(), 0, False
+    while (start := _next_bracket(body, pos)) is not None:
         try:
-            obj, _ = decoder.raw_decode(body, start)
+            value, end = decoder.raw_decode(body, start)
         except json.JSONDecodeError:
+            end = _span_end(body, start)
+            if end is None:
+                return _fail("truncated_json")
+            invalid, pos = True, end
             continue
-        return Extracted(obj)
-    return _fail("truncated_json" if _unbalanced(body[starts[0] :]) else "invalid_json")
+        if isinstance(value, dict) or start == 0 or any(isinstance(v, dict) for v in value):
+            return Extracted(value)
+        pos = end  # "[1]" in prose is not the answer
+    return _fail("invalid_json" if invalid else "no_json")
+
+
+def _next_bracket(body: str, pos: int) -> int | None:
+    found = [i for i in (body.find("{", pos), body.find("[", pos)) if i >= 0]
+    return min(found) if found else None
 
 
 def extract_json_field(text: str | None, field: str = "answer") -> Extracted:
@@ -152,28 +195,39 @@ def extract_json_field(text: str | None, field: str = "answer") -> Extracted:
     obj = extract_json(text)
     if not obj.ok:
         return obj
-    if field in obj.value:
-        return Extracted(obj.value[field])
+    if not isinstance(obj.value, dict):
+        return _fail("wrong_type")
+    key = _find_key(obj.value, field)
+    return Extracted(obj.value[key]) if key is not None else _fail("missing_field")
+
+
+def unwrap_field(value: Any, field: str | None) -> Any:
+    """``value[field]`` when ``value`` is an object holding ``field`` (a JSON string in it is parsed), else
+    ``value``: the optional answer wrapper of ``{"thinking process": ..., "answer": {...}}``."""
+    if field is None or not isinstance(value, dict) or (key := _find_key(value, field)) is None:
+        return value
+    inner = value[key]
+    if isinstance(inner, str) and inner.strip().startswith(("{", "[")):
+        parsed = extract_json(inner)
+        return parsed.value if parsed.ok else inner
+    return inner
+
+
+def extract_answer_text(text: str | None, field: str = "answer", strip_prefix: bool = True) -> Extracted:
+    """The free-text answer: after thinking, the JSON ``field`` when the answer is JSON, minus "Answer:" unless
+    ``strip_prefix`` is False (captions: COCO's pipeline scores a caption as written)."""
+    body = _answer_body(text, field)
+    if not body.ok:
+        return body
+    value = _ANSWER_PREFIX.sub("", body.value, count=1).strip() if strip_prefix else body.value
+    return Extracted(value) if value else _fail("no_answer")
+
+
+def _find_key(obj: dict, field: str) -> Any:
+    if field in obj:
+        return field
     wanted = _norm_key(field)
-    for key, value in obj.value.items():
-        if _norm_key(key) == wanted:
-            return Extracted(value)
-    return _fail("missing_field")
-
-
-def extract_answer_text(text: str | None, field: str = "answer") -> Extracted:
-    """The free-text answer: after thinking, the JSON ``field`` when the answer is JSON, minus "Answer:"."""
-    answer = strip_thinking(text)
-    if not answer.ok:
-        return answer
-    body = answer.value
-    if body.startswith(("{", "```")):
-        value = extract_json_field(body, field)
-        if not value.ok:
-            return value
-        body = value.value if isinstance(value.value, str) else json.dumps(value.value, ensure_ascii=False)
-    body = _ANSWER_PREFIX.sub("", body.strip(), count=1).strip()
-    return Extracted(body) if body else _fail("no_answer")
+    return next((key for key in obj if _norm_key(key) == wanted), None)
 
 
 def _norm_key(key: str) -> str:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from valley3.eval.metrics.base import EvalMetric, _bump, _check_lengths, _ratio
-from valley3.eval.metrics.extract import extract_answer_text, extract_letter
+from valley3.eval.metrics.extract import LETTERS, extract_answer_text, extract_letter
 
 _ARTICLES = re.compile(r"\b(?:a|an|the)\b")
 
@@ -33,27 +33,43 @@ def _keep(text: str, i: int) -> bool:
     return 0 < i < len(text) - 1 and text[i - 1].isdigit() and text[i + 1].isdigit()
 
 
-def match_answer(pred: str | None, target: str | Sequence[str], field: str = "answer") -> tuple[bool, str | None]:
+def match_answer(
+    pred: str | None, target: str | Sequence[str], field: str = "answer", options: Sequence[str] | None = None
+) -> tuple[bool, str | None]:
     """Whether a raw output's answer equals a target (or any of several) after normalisation.
 
-    The answer is the text after thinking (the JSON ``field`` when the output is JSON). A target that is
-    a single letter also accepts the option letter of the output ("(B) red", "the answer is B").
+    The answer is the text after thinking (the JSON ``field`` when the output is JSON). A target that is a
+    single letter is an option letter: the output must name that option and no other (:func:`extract_letter`,
+    with the option texts when given), never a normalised string match ("A B" loses its article "A").
 
     Returns:
         ``(correct, failure reason or None)``; a malformed output is wrong with its reason.
     """
     targets = [target] if isinstance(target, str) else list(target)
+    letters = {s for s in (t.strip().upper() for t in targets) if len(s) == 1 and s in LETTERS}
+    words = [t for t in targets if t.strip().upper() not in letters]
+    if letters:
+        got = extract_letter(pred, num_options=max(4, *(LETTERS.index(s) + 1 for s in letters)), options=options)
+        if (got.ok and got.value in letters) or not words:
+            return got.ok and got.value in letters, got.reason
     got = extract_answer_text(pred, field)
     if not got.ok:
         return False, got.reason
     answer = normalize_text(got.value)
-    if any(answer == normalize_text(t) for t in targets):
-        return True, None
-    letters = {s.upper() for s in (t.strip() for t in targets) if len(s) == 1 and s.isascii() and s.isalpha()}
-    if letters:
-        letter = extract_letter(pred, num_options=26)
-        return letter.ok and letter.value in letters, None
-    return False, None
+    return any(answer == normalize_text(t) for t in words), None
+
+
+def classify_answer(
+    pred: str | None, target: str, classes: Iterable[str], field: str = "answer"
+) -> tuple[bool, bool, str | None, str | None]:
+    """One output against a gold class: ``(correct, out_of_set, malformed reason, answer read)``; the whole
+    answer must be one of ``classes`` after normalisation ("short or long" is out of set)."""
+    allowed = {normalize_text(c) for c in classes}
+    if normalize_text(target) not in allowed:
+        raise ValueError(f"target {target!r} is not a class among {sorted(allowed)}")
+    got = extract_answer_text(pred, field)
+    answer = normalize_text(got.value) if got.ok else None
+    return answer == normalize_text(target), got.ok and answer not in allowed, got.reason, got.value
 
 
 class StringMatch(EvalMetric):
@@ -73,15 +89,22 @@ class StringMatch(EvalMetric):
 
     def update(
         self,
-        preds: Sequence[str | None],
-        targets: Sequence[str | Sequence[str]],
+        preds: Sequence[str | None] = (),
+        targets: Sequence[str | Sequence[str]] = (),
         subtasks: Sequence[str] | str | None = None,
+        *,
+        correct: Sequence[bool] | None = None,
+        reasons: Sequence[str | None] = (),
     ) -> None:
-        """Args: raw outputs, target string (or list of accepted strings) per sample, sub-task per sample."""
-        n = _check_lengths(preds=preds, targets=targets)
-        subs = self._subtask_ids(subtasks, n)
-        oks, reasons = zip(*(match_answer(p, t, self.field) for p, t in zip(preds, targets))) if n else ((), ())
-        _bump(self.correct, subs, [int(ok) for ok in oks])
+        """Args: raw outputs, target string (or list of accepted strings) per sample, sub-task per sample; or
+        instead of outputs and targets, ``correct`` verdicts already scored (a benchmark's ``score``) with their
+        malformed ``reasons``."""
+        if correct is None:
+            _check_lengths(preds=preds, targets=targets)
+            scored = [match_answer(p, t, self.field) for p, t in zip(preds, targets)]
+            correct, reasons = [ok for ok, _ in scored], [r for _, r in scored]
+        subs = self._subtask_ids(subtasks, len(correct))
+        _bump(self.correct, subs, [int(ok) for ok in correct])
         _bump(self.total, subs)
         self._count_failures(reasons)
 
@@ -111,23 +134,26 @@ class ClassificationAccuracy(EvalMetric):
         for name in ("correct", "total", "out_of_set"):
             self.add_state(name, torch.zeros(n, dtype=torch.int64), dist_reduce_fx="sum")
 
-    def update(self, preds: Sequence[str | None], targets: Sequence[str], attributes: Sequence[str] | str) -> None:
-        """Args: raw outputs, gold class per sample, attribute per sample (or one for all)."""
-        n = _check_lengths(preds=preds, targets=targets)
-        ids = self._subtask_ids(attributes, n)
-        correct, out_of_set, reasons = [], [], []
-        for pred, target, idx in zip(preds, targets, ids):
-            allowed = self.classes[self.subtasks[idx]]
-            gold = normalize_text(target)
-            if gold not in allowed:
-                raise ValueError(f"target {target!r} is not a class of attribute {self.subtasks[idx]!r}")
-            got = extract_answer_text(pred, self.field)
-            answer = normalize_text(got.value) if got.ok else None
-            reasons.append(got.reason)
-            out_of_set.append(int(got.ok and answer not in allowed))
-            correct.append(int(answer == gold))
-        _bump(self.correct, ids, correct)
-        _bump(self.out_of_set, ids, out_of_set)
+    def update(
+        self,
+        preds: Sequence[str | None] = (),
+        targets: Sequence[str] = (),
+        attributes: Sequence[str] | str = (),
+        *,
+        correct: Sequence[bool] | None = None,
+        out_of_set: Sequence[bool] = (),
+        reasons: Sequence[str | None] = (),
+    ) -> None:
+        """Args: raw outputs, gold class per sample, attribute per sample (or one for all); or instead of outputs
+        and targets, verdicts already scored (:func:`classify_answer`): ``correct``, ``out_of_set``, ``reasons``."""
+        if correct is None:
+            n = _check_lengths(preds=preds, targets=targets)
+            names = [attributes] * n if isinstance(attributes, str) else list(attributes)
+            verdicts = [classify_answer(p, t, self.classes[a], self.field) for p, t, a in zip(preds, targets, names)]
+            correct, out_of_set, reasons = ([v[k] for v in verdicts] for k in range(3))
+        ids = self._subtask_ids(attributes, len(correct))
+        _bump(self.correct, ids, [int(c) for c in correct])
+        _bump(self.out_of_set, ids, [int(o) for o in out_of_set])
         _bump(self.total, ids)
         self._count_failures(reasons)
 

@@ -8,18 +8,18 @@ import torch
 from torch import nn
 from transformers import AutoConfig
 from transformers.models.qwen3_omni_moe.configuration_qwen3_omni_moe import Qwen3OmniMoeAudioEncoderConfig
-from transformers.models.qwen3_omni_moe.modeling_qwen3_omni_moe import (
-    Qwen3OmniMoeAudioEncoder,
-    _get_feat_extract_output_lengths,
-)
+from transformers.models.qwen3_omni_moe.modeling_qwen3_omni_moe import Qwen3OmniMoeAudioEncoder
 
+from valley3.compat import aut_output_lengths
 from valley3.models.audio.base import AudioEncoder
 from valley3.models.presets import AUDIO, resolve
 from valley3.models.weights import tower_state
+from valley3.models.init_args import records_init_args
 
 _TOWER_PREFIX = "thinker.audio_tower."  # where a full Qwen3-Omni checkpoint keeps the encoder
 
 
+@records_init_args
 class AuTEncoder(AudioEncoder):
     """AuT: log-mel clips cut into chunks of `2 * n_window` frames (1 s), each downsampled 8x by three
     stride-2 convs (100 frames -> 13 tokens), then attention within windows of `n_window_infer` frames.
@@ -49,7 +49,7 @@ class AuTEncoder(AudioEncoder):
         self.n_mels = cfg.num_mel_bins
         self.chunk = 2 * cfg.n_window  # mel frames per conv chunk
         self.chunk_tokens = self._conv_tokens(self.chunk)
-        expected = int(_get_feat_extract_output_lengths(self.chunk, cfg.n_window))
+        expected = int(aut_output_lengths(self.chunk, cfg.n_window))
         if self.chunk_tokens != expected:
             raise ValueError(
                 f"n_window={cfg.n_window}: the convs give {self.chunk_tokens} tokens per chunk but transformers' "

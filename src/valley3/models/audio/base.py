@@ -8,10 +8,9 @@ from abc import ABC, abstractmethod
 import torch
 from torch import nn
 
-from valley3.models.init_args import RecordsInitArgs
 
 
-class AudioEncoder(nn.Module, ABC, RecordsInitArgs):
+class AudioEncoder(nn.Module, ABC):
     """Maps log-mel features to a variable number of feature rows per clip.
 
     Subclasses set `embed_dim` and the feature-extraction settings their checkpoint expects

@@ -12,8 +12,10 @@ from transformers.models.whisper.modeling_whisper import WhisperEncoder as _HFWh
 
 from valley3.models.audio.base import AudioEncoder
 from valley3.models.presets import AUDIO, resolve
+from valley3.models.init_args import records_init_args
 
 
+@records_init_args
 class WhisperEncoder(AudioEncoder):
     """Whisper's encoder over fixed windows; a long clip is cut into windows encoded in one batch.
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from valley3.models.connectors.mlp import MLPConnector
+from valley3.models.init_args import records_init_args
 
 
+@records_init_args
 class AudioMLPConnector(MLPConnector):
     """The Valley3 audio connector (for AuT: 2048 -> 8192 -> 8192 -> decoder width, then LayerNorm).
 

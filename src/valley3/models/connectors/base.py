@@ -7,11 +7,10 @@ from abc import ABC, abstractmethod
 import torch
 from torch import nn
 
-from valley3.models.init_args import RecordsInitArgs
 from valley3.models.vision.base import Grid, grid_parts
 
 
-class Connector(nn.Module, ABC, RecordsInitArgs):
+class Connector(nn.Module, ABC):
     """Maps encoder features [B, N, D_in] to decoder embeddings [B, num_tokens(grid), D_out].
 
     OmniModel builds a connector with (encoder width, decoder width) and calls it with the grid the encoder

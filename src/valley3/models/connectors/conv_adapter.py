@@ -7,6 +7,7 @@ from torch import nn
 
 from valley3.models.connectors.base import Connector
 from valley3.models.connectors.mlp import mlp
+from valley3.models.init_args import records_init_args
 
 
 def conv_out(size: int, conv: nn.Conv2d, dim: int) -> int:
@@ -15,6 +16,7 @@ def conv_out(size: int, conv: nn.Conv2d, dim: int) -> int:
     return (size + 2 * p - d * (k - 1) - 1) // s + 1
 
 
+@records_init_args
 class ConvAdapter(Connector):
     """Linear -> GELU -> Linear to the decoder width, then a kernel-3 conv of stride 2 over the feature grid.
 

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from valley3.models.connectors.base import Connector
+from valley3.models.init_args import records_init_args
 
 
 def mlp(dims: list[int], final_norm: bool = False) -> nn.Sequential:
@@ -20,6 +21,7 @@ def mlp(dims: list[int], final_norm: bool = False) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+@records_init_args
 class MLPConnector(Connector):
     """Linear layers with GELU between them, optionally closed by a LayerNorm.
 

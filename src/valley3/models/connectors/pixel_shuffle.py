@@ -9,8 +9,10 @@ import torch.nn.functional as F
 
 from valley3.models.connectors.base import Connector
 from valley3.models.connectors.mlp import mlp
+from valley3.models.init_args import records_init_args
 
 
+@records_init_args
 class PixelShuffleConnector(Connector):
     """Space-to-depth by `factor`, then an MLP: a rows x cols grid gives ceil(rows/f) x ceil(cols/f) tokens.
 

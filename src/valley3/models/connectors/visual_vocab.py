@@ -7,8 +7,10 @@ from torch import nn
 
 from valley3.models.connectors.base import Connector
 from valley3.models.connectors.conv_adapter import conv_out
+from valley3.models.init_args import records_init_args
 
 
+@records_init_args
 class VisualVocabConnector(Connector):
     """Optional strided conv, logits over `vocab_size` visual words, softmax, and the table's weighted mean.
 

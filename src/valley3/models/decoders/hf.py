@@ -5,18 +5,19 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch import nn
 from transformers import AutoConfig, AutoModelForCausalLM, DynamicCache
 
 from valley3.assets import tiny_tokenizer_dir
-from valley3.models.attention import packed_inputs, resolve_backend
+from valley3.models.attention import packed_inputs, register_backends, resolve_backend
+from valley3.models.decoders.base import Decoder
 from valley3.models.decoding import DecodeState
-from valley3.models.init_args import RecordsInitArgs
+from valley3.models.init_args import records_init_args
 from valley3.models.presets import DECODERS, resolve
 
 
-class HFDecoder(nn.Module, RecordsInitArgs):
-    """A causal LM that OmniModel feeds with input embeddings.
+@records_init_args
+class HFDecoder(Decoder):
+    """A causal LM that OmniModel feeds with input embeddings (any transformers one; composed encoders, see `Decoder`).
 
     Args:
         preset: a named shape from `valley3.models.presets.DECODERS` (e.g. "tiny-qwen3").
@@ -40,6 +41,7 @@ class HFDecoder(nn.Module, RecordsInitArgs):
     ):
         super().__init__()
         torch_dtype = getattr(torch, dtype)
+        register_backends()
         attn_implementation = resolve_backend(attn_implementation)
         if path is not None:
             self.model = AutoModelForCausalLM.from_pretrained(
@@ -54,18 +56,6 @@ class HFDecoder(nn.Module, RecordsInitArgs):
     @property
     def hidden_size(self) -> int:
         return self.model.config.hidden_size
-
-    @property
-    def vocab_size(self) -> int:
-        return self.model.get_input_embeddings().num_embeddings
-
-    def resize_vocab(self, size: int) -> None:
-        """Grow the embeddings when the tokenizer gained tokens (template or media specials)."""
-        if size > self.vocab_size:
-            self.model.resize_token_embeddings(size, mean_resizing=False)
-
-    def embed_tokens(self, input_ids: torch.Tensor) -> torch.Tensor:
-        return self.model.get_input_embeddings()(input_ids)
 
     def forward(
         self,
@@ -103,8 +93,3 @@ class HFDecoder(nn.Module, RecordsInitArgs):
     def generate(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor, **kwargs: Any) -> torch.Tensor:
         """New token ids only (transformers returns just the continuation when given embeddings)."""
         return self.model.generate(inputs_embeds=inputs_embeds, attention_mask=attention_mask, **kwargs)
-
-    @property
-    def block_classes(self) -> set[type[nn.Module]]:
-        names = set(getattr(self.model, "_no_split_modules", None) or [])
-        return {type(m) for m in self.model.modules() if type(m).__name__ in names}

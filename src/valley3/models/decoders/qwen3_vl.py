@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -11,17 +12,24 @@ from transformers import DynamicCache, Qwen3VLConfig, Qwen3VLForConditionalGener
 from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
 
 from valley3.assets import tiny_tokenizer_dir
-from valley3.models.attention import SDPA_VARLEN, packed_inputs, resolve_backend
-from valley3.models.decoders.hf import HFDecoder
+from valley3.compat import build_from_config
+from valley3.models.attention import SDPA_VARLEN, packed_inputs, register_backends, resolve_backend
+from valley3.models.decoders.base import Decoder
 from valley3.models.decoding import DecodeState
-from valley3.models.positions import Audio, Image, Text, Video, placeholder_runs, tm_rope_ids
+from valley3.models.positions import (
+    AUDIO_IN_VIDEO, Audio, Image, Text, Video, audio_in_video_order, placeholder_runs, tm_rope_ids,
+)
 from valley3.models.presets import DECODERS, resolve
+from valley3.models.init_args import records_init_args
 
 Pictures = torch.Tensor | Sequence[torch.Tensor]
 
 
-class Qwen3VLDecoder(HFDecoder):
-    """The whole Qwen3-VL model (vision tower + merger + DeepStack + decoder) that OmniModel feeds with embeddings.
+@records_init_args
+class Qwen3VLDecoder(Decoder):
+
+    """The whole Qwen3-VL model (vision tower + merger + DeepStack + decoder): the decoder-owns-vision architecture
+    (see `Decoder`), fed by OmniModel with embeddings (audio scattered in), the tokens and the pictures.
 
     Pictures arrive as [3, H, W] tensors already resized by `input_size` (smart resize to multiples of
     patch x merge) and normalised with mean = std = 0.5; the decoder cuts them into Qwen's patch rows itself.
@@ -39,6 +47,8 @@ class Qwen3VLDecoder(HFDecoder):
         position_id_per_seconds: TM-RoPE temporal ids per second of video (the release's 25).
     """
 
+    owns_vision = True
+
     def __init__(
         self,
         preset: str | None = None,
@@ -51,8 +61,8 @@ class Qwen3VLDecoder(HFDecoder):
         max_pixels: int = 16777216,
         position_id_per_seconds: float = 25,
     ):
-        # Not HFDecoder.__init__: that builds a text-only AutoModelForCausalLM; this builds the whole Qwen3-VL.
-        nn.Module.__init__(self)
+        super().__init__()
+        register_backends()
         backend = resolve_backend(attn_implementation)
         # The ViT runs its own per-image varlen attention; valley3's packed-LM backend is for the text model only.
         attn = {"text_config": backend, "vision_config": "sdpa" if backend == SDPA_VARLEN else backend, "": backend}
@@ -64,8 +74,9 @@ class Qwen3VLDecoder(HFDecoder):
             kwargs = resolve(DECODERS, preset, config)
             if kwargs.pop("model_type", "qwen3_vl") != "qwen3_vl":
                 raise ValueError(f"Qwen3VLDecoder needs a qwen3_vl preset, got {preset!r}")
-            self.model = Qwen3VLForConditionalGeneration._from_config(
-                Qwen3VLConfig(**kwargs), attn_implementation=attn, dtype=getattr(torch, dtype)
+            self.model = build_from_config(
+                Qwen3VLForConditionalGeneration, Qwen3VLConfig(**kwargs), attn_implementation=attn,
+                dtype=getattr(torch, dtype),
             )
         self.tokenizer_path = tokenizer or path or tiny_tokenizer_dir()
         self.min_pixels, self.max_pixels = min_pixels, max_pixels
@@ -74,8 +85,7 @@ class Qwen3VLDecoder(HFDecoder):
         self.patch_size, self.merge, self.temporal_patch_size = (
             vision.patch_size, vision.spatial_merge_size, vision.temporal_patch_size
         )
-        # What the processor reads (ImageSpec): square side for tiling (unused: native resolution), mean, std.
-        self.image_size = self.patch_size * self.merge * 16
+        # What the processor reads (ImageSpec) besides `input_size` and `image_num_tokens`.
         self.image_mean = self.image_std = (0.5, 0.5, 0.5)
 
     # -- sizes ----------------------------------------------------------------------------------
@@ -136,11 +146,12 @@ class Qwen3VLDecoder(HFDecoder):
             yield "video", (features[split:], [level[split:] for level in levels], grid[len(images) :])
 
     def add_vision(self, embeds, input_ids, token_ids, pixel_values=None, video_pixels=None, video_frames=None,
-                   keep_in_graph=False):
+                   dummy_inputs=False):
         """Scatter image and video features into `embeds`; returns (embeds, visual mask, DeepStack list, grids).
 
-        `keep_in_graph`: when the batch has no picture, run a trainable ViT on one zero picture and add 0 x its
-        output, so every rank runs the same modules and every parameter gets a (zero) gradient (DDP, FSDP)."""
+        `dummy_inputs` (OmniModel's, in training): when the batch has no picture, run a trainable ViT on one zero
+        picture and add 0 x its output, so every rank runs the same modules and every parameter gets a (zero)
+        gradient (DDP, FSDP)."""
         visual_mask = torch.zeros_like(input_ids, dtype=torch.bool)
         deepstack: list[torch.Tensor] | None = None
         grids: dict[str, torch.Tensor] = {}
@@ -160,7 +171,7 @@ class Qwen3VLDecoder(HFDecoder):
                 d[joint] = level.to(d.dtype)
             visual_mask |= mask
         visual = self.model.model.visual
-        if keep_in_graph and not grids and any(p.requires_grad for p in visual.parameters()):
+        if dummy_inputs and not grids and any(p.requires_grad for p in visual.parameters()):
             side = self.patch_size * self.merge
             features, levels, _ = self.encode_pictures([embeds.new_zeros(1, 3, side, side)])
             embeds = embeds + 0 * (features.sum() + sum(level.sum() for level in levels)).to(embeds.dtype)
@@ -176,9 +187,12 @@ class Qwen3VLDecoder(HFDecoder):
         out = torch.zeros(3, *input_ids.shape, dtype=torch.long)
         nxt = torch.zeros(input_ids.shape[0], dtype=torch.long)
         for row, span in _samples(input_ids, attention_mask, cu_seqlens):
-            segments = []
-            for kind, n in placeholder_runs(input_ids[row, span].tolist(), kinds):
+            tokens, segments, at = input_ids[row, span], [], 0
+            for kind, n in placeholder_runs(tokens.tolist(), kinds):
                 segments.append(_segment(kind, n, items, self.merge))
+                if kind == AUDIO_IN_VIDEO:  # the video's own audio, interleaved by time (use_audio_in_video)
+                    _check_order(segments[-1], tokens[at : at + n] == token_ids["video"], self.position_id_per_seconds)
+                at += n
             ids, nxt[row] = tm_rope_ids(segments, self.position_id_per_seconds)
             out[:, row, span] = ids
         return out.to(input_ids.device), nxt.to(input_ids.device)
@@ -197,13 +211,13 @@ class Qwen3VLDecoder(HFDecoder):
         video_pixels: Pictures | None = None,
         video_frames: torch.Tensor | None = None,
         video_timestamps: torch.Tensor | None = None,
-        keep_in_graph: bool = False,
+        dummy_inputs: bool = False,
         **_: Any,
     ) -> torch.Tensor:
         """Logits. `position_ids` of shape [3, B, L] are used as given; otherwise (1-D ids from a collator) the
         TM-RoPE ids are computed from the tokens, per sample (per `cu_seqlens` piece of a packed row)."""
         embeds, visual_mask, deepstack, grids = self.add_vision(
-            inputs_embeds, input_ids, token_ids, pixel_values, video_pixels, video_frames, keep_in_graph
+            inputs_embeds, input_ids, token_ids, pixel_values, video_pixels, video_frames, dummy_inputs
         )
         if position_ids is None or position_ids.ndim != 3:
             position_ids, _ = self.rope_ids(input_ids, token_ids, grids, video_timestamps, video_frames,
@@ -250,8 +264,11 @@ def _videos(pixels: Pictures | None, frames: torch.Tensor | None) -> list[torch.
         return []
     if frames is None:
         raise ValueError("video_pixels need video_frames (frames per video)")
-    stacked = pixels if isinstance(pixels, torch.Tensor) else torch.stack(list(pixels))
-    return list(stacked.split(frames.tolist()))
+    if isinstance(pixels, torch.Tensor):
+        return list(pixels.split(frames.tolist()))
+    # A list of frames: videos of different sizes in one batch; a video's own frames all share its size.
+    ends = torch.cumsum(frames, 0).tolist()
+    return [torch.stack(list(pixels[end - n : end])) for end, n in zip(ends, frames.tolist())]
 
 
 def _widen(values: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
@@ -273,16 +290,31 @@ def _video_segments(grids, timestamps, frames, merge, temporal_patch) -> Iterato
         yield Video(t, h // merge, w // merge, timestamps=steps)
 
 
+def _size(segment: Image | Video) -> int:
+    audio = getattr(segment, "audio", None)
+    return segment.t * segment.h * segment.w + (audio.n if audio is not None else 0)
+
+
+def _check_order(video: Video, is_video: torch.Tensor, ids_per_second: float) -> None:
+    """The interleaved block's tokens must lie in the order the positions assume (same time scale as the processor)."""
+    expected = audio_in_video_order(video, ids_per_second) < video.t * video.h * video.w
+    if not torch.equal(expected, is_video.cpu()):
+        raise ValueError(f"a video's interleaved audio tokens are not in time order at {ids_per_second} ids per "
+                         "second; was the processor built for this model (VideoSpec.ids_per_second)?")
+
+
 def _segment(kind, n, items, merge):
     if kind is None:
         return Text(n)
     if kind == "audio":
         return Audio(n)  # the release numbers audio tokens consecutively (get_rope_index_qwen3omni)
-    item = next(items[kind], None)
+    item = next(items["video" if kind == AUDIO_IN_VIDEO else kind], None)
     if item is None:
-        raise ValueError(f"a run of {n} {kind} placeholders has no {kind} input")
+        raise ValueError(f"a run of {n} {kind} placeholders has no {kind.split('+')[0]} input")
     segment = Image(int(item[0]), int(item[1]) // merge, int(item[2]) // merge) if kind == "image" else item
-    if segment.t * segment.h * segment.w != n:
+    if kind == AUDIO_IN_VIDEO and n > _size(segment):
+        segment = replace(segment, audio=Audio(n - _size(segment)))
+    if _size(segment) != n:
         raise ValueError(f"a run of {n} {kind} placeholders for a grid of {segment.t * segment.h * segment.w} tokens")
     return segment
 

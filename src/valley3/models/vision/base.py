@@ -7,7 +7,6 @@ from abc import ABC, abstractmethod
 import torch
 from torch import nn
 
-from valley3.models.init_args import RecordsInitArgs
 
 # A grid is (rows, cols), or a tuple of such pairs for an encoder whose output is several grids one after
 # another along the sequence (Eagle). `grid_parts` reads both.
@@ -21,7 +20,7 @@ def grid_parts(grid: Grid) -> list[tuple[int, int]]:
     return [part for sub in grid for part in grid_parts(sub)]
 
 
-class VisionEncoder(nn.Module, ABC, RecordsInitArgs):
+class VisionEncoder(nn.Module, ABC):
     """Maps preprocessed images [B, 3, H, W] to patch features [B, N, D].
 
     Subclasses set `embed_dim`, `image_size` (the square side the processor resizes to), and the

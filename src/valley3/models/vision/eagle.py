@@ -7,8 +7,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from valley3.models.vision.base import Grid, VisionEncoder
+from valley3.models.init_args import records_init_args
 
 
+@records_init_args
 class EagleEncoder(VisionEncoder):
     """Runs `primary` and `secondary` on each image and concatenates their tokens along the sequence.
 

@@ -13,10 +13,12 @@ from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
 from valley3.models.presets import VISION, resolve
 from valley3.models.vision.base import VisionEncoder
 from valley3.models.weights import tower_state
+from valley3.models.init_args import records_init_args
 
 _VISUAL_PREFIXES = ("model.visual.", "visual.")  # where a full Qwen2.5-VL checkpoint keeps the tower
 
 
+@records_init_args
 class QwenViTEncoder(VisionEncoder):
     """Qwen2.5-ViT: an image keeps its aspect ratio, rounded to multiples of patch x merge pixels (28 real).
 

@@ -10,8 +10,10 @@ from transformers import SiglipVisionConfig, SiglipVisionModel
 
 from valley3.models.presets import VISION, resolve
 from valley3.models.vision.base import VisionEncoder
+from valley3.models.init_args import records_init_args
 
 
+@records_init_args
 class SigLIPEncoder(VisionEncoder):
     """SigLIP vision tower; images are resized (no crop) to `image_size` and cut into patches.
 

@@ -10,8 +10,10 @@ from transformers import Siglip2VisionConfig, Siglip2VisionModel
 
 from valley3.models.presets import VISION, resolve
 from valley3.models.vision.base import VisionEncoder
+from valley3.models.init_args import records_init_args
 
 
+@records_init_args
 class SigLIP2Encoder(VisionEncoder):
     """SigLIP2's NaFlex tower on `image_size` x `image_size` inputs: its position table is resized to the grid.
 

@@ -10,8 +10,10 @@ from safetensors.torch import load_file
 from torch import nn
 
 from valley3.models.vision.base import VisionEncoder
+from valley3.models.init_args import records_init_args
 
 
+@records_init_args
 class TimmViTEncoder(VisionEncoder):
     """A timm ViT built by name (never downloaded); weights come from a local safetensors file.
 

@@ -17,15 +17,18 @@ from jsonargparse import ArgumentParser
 from torch import nn
 
 from valley3.data.media.image import tile_grid
+from valley3.data.media.video import sample_indices
+from valley3.data.media_runs import VideoSpec
 from valley3.models import OmniModel
 from valley3.models.audio import AudioEncoder
-from valley3.models.decoders import HFDecoder, Qwen3VLDecoder
+from valley3.models.decoders import Decoder, Qwen3VLDecoder
 from valley3.models.vision import VisionEncoder
 
 IMAGE_SIZES = ((384, 384), (768, 1152), (1536, 1536), (384, 3072))  # (width, height) in pixels
-FAMILIES = {OmniModel: None, VisionEncoder: "vision", AudioEncoder: "audio", HFDecoder: "decoder",
-            Qwen3VLDecoder: "decoder"}
+FAMILIES = {OmniModel: None, VisionEncoder: "vision", AudioEncoder: "audio", Decoder: "decoder"}
 DEFAULT_LR = 1e-4  # OmniStage's default_lr
+MODEL_MAX_TILES = 9  # a bare model config has no stage: show Valley2's tiling (an experiment shows its own)
+VIDEO = (60.0, 30.0)  # the clip a video row prices: seconds, frames per second
 
 
 @dataclass
@@ -47,13 +50,17 @@ def load(config: str | os.PathLike) -> tuple[nn.Module, dict[str, float], float]
     path = Path(config).resolve()
     spec = yaml.safe_load(path.read_text())
     lr, default_lr = {}, DEFAULT_LR
-    stage = spec.get("model") if isinstance(spec.get("model"), dict) else None
+    stage = _stage(spec)
     if stage is not None and "model" in stage.get("init_args", {}):
         args = stage["init_args"]
         lr, default_lr = dict(args.get("lr") or {}), float(args.get("default_lr", DEFAULT_LR))
         spec = args["model"]
         if isinstance(spec, str):
             path, spec = (path.parent / spec).resolve(), yaml.safe_load((path.parent / spec).read_text())
+    if not isinstance(spec, dict) or "class_path" not in spec:
+        what = f"a stage config ({stage.get('class_path', 'model:')}) without a model" if stage else "no class_path"
+        raise ValueError(f"{config}: {what}; inspect a model or component config (configs/model/...) or an "
+                         "experiment whose model.init_args.model names one")
     module_name, _, cls_name = spec["class_path"].rpartition(".")
     cls = getattr(importlib.import_module(module_name), cls_name)
     base = next((b for b in FAMILIES if issubclass(cls, b)), None)
@@ -64,6 +71,19 @@ def load(config: str | os.PathLike) -> tuple[nn.Module, dict[str, float], float]
     with _cwd(path.parent), torch.device("meta"):  # nested files resolve next to the YAML
         module = parser.instantiate_classes(parser.parse_object({"obj": spec})).obj
     return module, lr, default_lr
+
+
+def stage_settings(config: str | os.PathLike) -> tuple[int | None, VideoSpec]:
+    """The experiment's `max_tiles` (None for a bare model or component config) and video sampling."""
+    stage = _stage(yaml.safe_load(Path(config).read_text()))
+    if stage is None or "model" not in stage.get("init_args", {}):
+        return None, VideoSpec()
+    args = stage["init_args"]
+    return int(args.get("max_tiles", 1)), VideoSpec(**(args.get("video") or {}))
+
+
+def _stage(spec: dict) -> dict | None:
+    return spec.get("model") if isinstance(spec, dict) and isinstance(spec.get("model"), dict) else None
 
 
 @contextlib.contextmanager
@@ -84,7 +104,7 @@ def components(module: nn.Module) -> dict[str, nn.Module]:
         parts = {next(name for base, name in FAMILIES.items() if isinstance(module, base)): module}
     out: dict[str, nn.Module] = {}
     for name, part in parts.items():
-        inner = part.components() if isinstance(part, Qwen3VLDecoder) else {name: part}
+        inner = part.components() if isinstance(part, Decoder) and part.owns_vision else {name: part}
         out.update(inner)
     return out
 
@@ -109,10 +129,11 @@ def _class_name(part: nn.Module) -> str:
     return type(part).__name__
 
 
-def token_rows(module: nn.Module, max_tiles: int = 9, frame: tuple[int, int] = (1280, 720),
-               audio_seconds: float = 60.0) -> list[TokenRow]:
-    """Tokens per tile, per image (tiled like the processor when the encoder takes one square size), per
-    video frame (never tiled), and per second of audio: all from the components' own num_tokens."""
+def token_rows(module: nn.Module, max_tiles: int = MODEL_MAX_TILES, frame: tuple[int, int] = (1280, 720),
+               audio_seconds: float = 60.0, video: VideoSpec | None = None) -> list[TokenRow]:
+    """Tokens per tile, per image (tiled like the processor when the encoder takes one square size), per video
+    frame (never tiled; Qwen-VL ViTs take frames in pairs, so half a pair's cost), per video (sampled by `video`
+    from a 60 s clip at 30 fps), and per second of audio: all from the components' own num_tokens."""
     parts = components(module)
     rows: list[TokenRow] = []
     vision = parts.get("vision")
@@ -120,16 +141,17 @@ def token_rows(module: nn.Module, max_tiles: int = 9, frame: tuple[int, int] = (
         vision = module.decoder if isinstance(module, OmniModel) else module
     if vision is not None:
         omni = isinstance(module, OmniModel)
+        square = isinstance(vision, VisionEncoder)  # a decoder that owns vision has no square size: never tiled
         count: Callable[[int, int], int] = (
-            vision.image_num_tokens if isinstance(vision, Qwen3VLDecoder)
-            else module.image_num_tokens if omni else vision.num_tokens
+            vision.image_num_tokens if not square else module.image_num_tokens if omni else vision.num_tokens
         )
-        side = vision.image_size
-        per_tile = count(side, side)
-        rows.append(TokenRow(f"tile {side}x{side}", 1, per_tile))
+        side = vision.image_size if square else 0
+        if square:
+            per_tile = count(side, side)
+            rows.append(TokenRow(f"tile {side}x{side}", 1, per_tile))
         for width, height in IMAGE_SIZES:
             size = vision.input_size(height, width)
-            if size == (side, side):  # a fixed-size encoder: dynamic tiling plus a thumbnail
+            if square and size == (side, side):  # a fixed-size encoder: dynamic tiling plus a thumbnail
                 grid = tile_grid(width, height, side, max_tiles)
                 n = grid.rows * grid.cols
                 tiles = n + (1 if n > 1 else 0)  # InternVL adds the thumbnail only to a cut image
@@ -137,14 +159,27 @@ def token_rows(module: nn.Module, max_tiles: int = 9, frame: tuple[int, int] = (
                 rows.append(TokenRow(f"image {width}x{height}", tiles, tiles * per_tile, layout))
             else:  # native resolution: the whole image at its own (rounded) size
                 rows.append(TokenRow(f"image {width}x{height} -> {size[1]}x{size[0]}", 0, count(*size)))
-        width, height = frame
-        rows.append(TokenRow(f"video frame {width}x{height}", 0, count(*vision.input_size(height, width))))
+        rows += _video_rows(count(*vision.input_size(frame[1], frame[0])), frame, video or VideoSpec(),
+                            vision.temporal_patch_size if isinstance(vision, Qwen3VLDecoder) else 1)
     audio = parts.get("audio")
     if audio is not None:
         count = module.audio_num_tokens if isinstance(module, OmniModel) else audio.num_tokens
         frames = math.floor(audio_seconds * audio.sampling_rate / audio.hop_length)
         rows.append(TokenRow(f"audio, per second ({type(audio).__name__})", 0, count(frames) / audio_seconds))
     return rows
+
+
+def _video_rows(per_patch: int, frame: tuple[int, int], video: VideoSpec, temporal_patch: int) -> list[TokenRow]:
+    """Per frame (a temporal patch's tokens over its frames) and per video as the processor samples it."""
+    width, height = frame
+    per_frame = per_patch / temporal_patch if temporal_patch > 1 else per_patch
+    pair = f" ({temporal_patch}-frame patches)" if temporal_patch > 1 else ""
+    seconds, fps = VIDEO
+    frames = len(sample_indices(round(seconds * fps), fps, video.num_frames, video.fps, video.max_frames))
+    sampling = f"{video.fps:g} fps" if video.fps else "uniform"
+    return [TokenRow(f"video frame {width}x{height}{pair}", 0, per_frame),
+            TokenRow(f"video {width}x{height}, {seconds:g} s: {frames} frames ({sampling}, max {video.max_frames})", 0,
+                     -(-frames // temporal_patch) * per_patch)]
 
 
 def token_table(rows: list[TokenRow]) -> str:
@@ -162,17 +197,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", required=True, help="a model, component or experiment YAML")
     parser.add_argument("--lr", action="append", default=[], metavar="COMPONENT=LR",
                         help="learning rate of a component (0 freezes it); overrides the experiment's")
-    parser.add_argument("--max-tiles", type=int, default=9, help="most tiles per image, thumbnail not counted")
+    parser.add_argument("--max-tiles", type=int, default=None,
+                        help=f"most tiles per image, thumbnail not counted (default: the experiment's max_tiles; "
+                             f"{MODEL_MAX_TILES} for a model or component config)")
     parser.add_argument("--frame", default="1280x720", help="video frame size, WIDTHxHEIGHT")
     args = parser.parse_args(argv)
-    module, lr, default_lr = load(args.config)
+    try:
+        module, lr, default_lr = load(args.config)
+    except (ValueError, TypeError) as err:
+        raise SystemExit(f"valley3 inspect: {err}") from None
+    max_tiles, video = stage_settings(args.config)
     for item in args.lr:
         name, _, value = item.partition("=")
         lr[name] = float(value)
     width, height = (int(v) for v in args.frame.lower().split("x"))
     print(f"{args.config} (built on the meta device; no weights loaded)\n")
     print(param_table(module, lr, default_lr) + "\n")
-    rows = token_rows(module, args.max_tiles, (width, height))
+    rows = token_rows(module, args.max_tiles or max_tiles or MODEL_MAX_TILES, (width, height), video=video)
     if rows:
         print(token_table(rows))
     return 0

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from valley3.data.media.image import tile_grid
-from valley3.inspect import load, main, param_table, token_rows
+from valley3.inspection import load, main, param_table, token_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "configs" / "model"
@@ -106,3 +106,47 @@ def test_valley3_8b_counts_per_component_match_the_shapes(capsys):
     assert rows == {"vision": vision, "audio": _aut_params(audio), "audio_connector": connector, "decoder": text,
                     "total": vision + text + _aut_params(audio) + connector}
     assert round((vision + text) / 1e9, 2) == 8.77  # Qwen3-VL-8B-Instruct's published size
+
+
+def _experiment(tmp_path, model: Path, **stage_args) -> Path:
+    import yaml
+
+    spec = {"model": {"class_path": "valley3.stages.OmniStage", "init_args": {"model": str(model), **stage_args}}}
+    path = tmp_path / "experiment.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def _table(out: str) -> dict[str, tuple[str, str]]:
+    cells = [[c.strip() for c in line.strip("|").split("|")] for line in out.splitlines() if line.startswith("|")]
+    return {c[0]: (c[1], c[2]) for c in cells if len(c) == 3}
+
+
+def test_an_experiment_prices_images_with_its_own_max_tiles(tmp_path, capsys):
+    main(["--config", str(_experiment(tmp_path, MODEL / "valley2_7b.yaml", max_tiles=4))])
+    rows = _table(capsys.readouterr().out)
+    assert rows["image 1536x1536"] == ("5 (2x2 + thumbnail)", "980")
+    main(["--config", str(_experiment(tmp_path, MODEL / "valley2_7b.yaml"))])  # OmniStage's default: no tiling
+    assert _table(capsys.readouterr().out)["image 1536x1536"][1] == "196"
+    main(["--config", str(MODEL / "valley2_7b.yaml"), "--max-tiles", "4"])  # the flag wins
+    assert _table(capsys.readouterr().out)["image 1536x1536"][1] == "980"
+
+
+def test_qwen3_vl_video_costs_half_a_frame_pair_per_frame_and_follow_the_experiments_sampling(tmp_path):
+    from valley3.inspection import stage_settings
+
+    config = _experiment(tmp_path, MODEL / "valley3_8b.yaml", video={"num_frames": 6})
+    module, _, _ = load(config)
+    max_tiles, video = stage_settings(config)
+    rows = {row.item: row.tokens for row in token_rows(module, video=video)}
+    decoder = module.decoder
+    per_pair = decoder.image_num_tokens(*decoder.input_size(720, 1280))  # 2 frames in one temporal patch
+    assert rows["video frame 1280x720 (2-frame patches)"] == per_pair / 2
+    assert rows["video 1280x720, 60 s: 6 frames (uniform, max 16)"] == 3 * per_pair
+    assert max_tiles == 1
+
+
+def test_a_stage_config_is_a_clear_error(capsys):
+    with pytest.raises(SystemExit, match=r"s0_audio_align\.yaml: a stage config \(valley3\.stages\.AudioAlignStage\) "
+                                         r"without a model"):
+        main(["--config", str(ROOT / "configs/stage/s0_audio_align.yaml")])
