@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from valley3.agent.rollout import CALL_LIMIT, FINISHES, TOKEN_LIMIT, TURN_LIMIT, AgentRollout
+from valley3.agent.rollout import CALL_LIMIT, TOKEN_LIMIT, TURN_LIMIT, AgentRollout
+from valley3.agent.trajectory import FINISHES
 from valley3.agent.search.server import SearchClient, serving
 from valley3.agent.search.tools import search_tools
 from valley3.agent.tools import MALFORMED, TIMEOUT, UNKNOWN_TOOL, ToolRegistry

@@ -7,11 +7,12 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from valley3.agent.rollout import AgentRollout, Trajectory
+from valley3.agent.rollout import AgentRollout
+from valley3.agent.trajectory import Trajectory
 from valley3.agent.tools import ToolRegistry
 from valley3.data.schema import Sample
 from valley3.policy import Policy
-from valley3.rewards.rule import exact_score
+from valley3.eval.metrics.match import match_answer
 
 
 def split_trajectory(sample: Sample) -> tuple[Sample, str]:
@@ -50,11 +51,16 @@ def evaluate_agent(policy: Policy, tools: ToolRegistry, samples: Sequence[Sample
     rows = []
     for (prompt, reference), kind, t, u in zip(pairs, kinds, with_tools, without):
         rows.append({"id": prompt.id, "kind": kind, "reference": reference, "answer": t.answer,
-                     "called": t.tool_calls > 0, "right": exact_score(t.answer, reference) if t.answer else 0.0,
+                     "called": t.tool_calls > 0, "right": _right(t.answer, reference),
                      "answer_without_tools": u.answer,
-                     "right_without_tools": exact_score(u.answer, reference) if u.answer else 0.0,
+                     "right_without_tools": _right(u.answer, reference),
                      "turns": t.turns, "failed_calls": t.failed_calls, "finish": t.finish})
     return {"summary": _summary(rows), "rows": rows}
+
+
+def _right(answer: str | None, reference: str) -> float:
+    """Exact match after normalisation (case, punctuation, articles), as the rule rewards score it."""
+    return float(answer is not None and match_answer(answer, reference)[0])
 
 
 def _summary(rows: list[dict[str, Any]]) -> dict[str, float]:
