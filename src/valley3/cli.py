@@ -25,11 +25,13 @@ COMMANDS = {
     "inspect": "parameters per component and tokens per image/frame/second: valley3 inspect --config FILE",
     "export": "an HF folder of a checkpoint (Qwen3-VL + AuT: the release's layout): valley3 export --ckpt F --out D",
     "serve": "OpenAI-compatible chat server for a checkpoint (judge, demos): valley3 serve --ckpt CKPT [--port N]",
+    "search": "the offline catalog search engine: valley3 search build|query|serve (valley3 search --help)",
+    "agent": "tool-using agents: valley3 agent eval --ckpt CKPT --data FILE --index INDEX (search-tool accuracy)",
 }
 LIGHTNING = ("fit", "validate", "test", "predict")
 # Commands whose module's main(argv) parses the rest of the line.
 _TOOLS = {"chat": "valley3.chat", "sweep": "valley3.sweep", "inspect": "valley3.inspection", "export": "valley3.stages.hf_export",
-          "serve": "valley3.serve"}
+          "serve": "valley3.serve", "search": "valley3.agent.search.cli", "agent": "valley3.agent.cli"}
 
 
 def usage() -> str:
@@ -76,6 +78,9 @@ def _data_main(argv: list[str]) -> None:
 
         paths = make_demo(args.out, n_products=args.n_products, seed=args.seed, speech=args.speech)
         paths |= write_eval_split(args.out, seed=args.seed)  # <out>/eval/*.jsonl, one per benchmark suite
+        from valley3.agent.demo import write_agentic_demo
+
+        paths |= write_agentic_demo(args.out, seed=args.seed)  # search catalog + index, tool trajectories
         for name, path in paths.items():
             print(f"{name:>16}: {path}")
 

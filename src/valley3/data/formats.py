@@ -12,6 +12,7 @@ from typing import Any
 
 from valley3.data.media_keys import MEDIA_KEYS, check_unknown, media_paths
 from valley3.data.schema import MEDIA_KINDS, MEDIA_TAGS, MediaRef, Sample, SchemaError, Turn
+from valley3.data.templates import render_tool_call
 
 FORMATS = ("auto", "messages", "llava")
 # LLaVA/ShareGPT speakers -> schema roles; an unlisted speaker is an error rather than a guess.
@@ -193,6 +194,8 @@ def _messages(record: dict[str, Any], where: str) -> tuple[list[Turn], dict[str,
         elif not isinstance(content, str):
             got = _type(content)
             raise SchemaError(f"{where}: message {i} 'content' must be a string or a list of parts, got {got}")
+        if message.get("tool_calls"):
+            content = _with_tool_calls(content, message["tool_calls"], f"{where}: message {i}")
         turns.append(Turn(role, content))
     files = {}
     for kind in MEDIA_KINDS:
@@ -201,6 +204,25 @@ def _messages(record: dict[str, Any], where: str) -> tuple[list[Turn], dict[str,
             raise SchemaError(f"{where}: {kind} paths given both inside the content and in '{key}'; use one")
         files[kind] = inline[kind] or listed
     return turns, files
+
+
+def _with_tool_calls(content: str, calls: Any, where: str) -> str:
+    """An OpenAI/TRL `tool_calls` list rendered after the content, one `<tool_call>` block per call."""
+    if not isinstance(calls, list):
+        raise SchemaError(f"{where}: 'tool_calls' must be a list, got {_type(calls)}")
+    blocks = []
+    for j, call in enumerate(calls):
+        fn = call.get("function", call) if isinstance(call, dict) else None
+        args = fn.get("arguments", {}) if isinstance(fn, dict) else None
+        if isinstance(args, str):  # OpenAI sends the arguments as a JSON string
+            try:
+                args = json.loads(args)
+            except json.JSONDecodeError as exc:
+                raise SchemaError(f"{where} tool call {j}: arguments are not valid JSON ({exc.msg})") from None
+        if not isinstance(fn, dict) or not isinstance(fn.get("name"), str) or not isinstance(args, dict):
+            raise SchemaError(f"{where} tool call {j}: expected {{'function': {{'name': str, 'arguments': object}}}}")
+        blocks.append(render_tool_call(fn["name"], args))
+    return "\n".join([content, *blocks] if content else blocks)
 
 
 def _join_parts(parts: list[Any], inline: dict[str, list[str]], where: str) -> str:

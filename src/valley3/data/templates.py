@@ -48,6 +48,29 @@ class SpecialTokens:
         return self.vision_start, self.vision_end
 
 
+# Tool results come back inside a user turn, one tagged block per result, as Qwen2.5/Qwen3 render a "tool"
+# message; the tags are plain text (not special tokens), as in those tokenizers' chat templates.
+TOOL_RESPONSE_START = "<tool_response>"
+TOOL_RESPONSE_END = "</tool_response>"
+
+
+def render_tool_call(name: str, arguments: dict[str, Any], tokens: SpecialTokens | None = None) -> str:
+    """One call in the Hermes/Qwen format: `<tool_call>\\n{"name": ..., "arguments": {...}}\\n</tool_call>`."""
+    t = tokens or SpecialTokens()
+    body = json.dumps({"name": name, "arguments": arguments}, ensure_ascii=False)
+    return f"{t.tool_call_start}\n{body}\n{t.tool_call_end}"
+
+
+def tools_system_prompt(system: str, tools: list[dict[str, Any]], tokens: SpecialTokens | None = None) -> str:
+    """`system` followed by the tool declarations (OpenAI function schemas, one JSON per line in `<tools>`)."""
+    t = tokens or SpecialTokens()
+    listed = "\n".join(json.dumps(tool, ensure_ascii=False) for tool in tools)
+    example = render_tool_call("<name>", {"<argument>": "<value>"}, t)
+    return (f"{system}\n\n# Tools\n\nThese functions can be called; their signatures are listed in <tools></tools>:\n"
+            f"<tools>\n{listed}\n</tools>\n\nTo call one, write a JSON object with its name and arguments inside "
+            f"{t.tool_call_start}{t.tool_call_end} tags, then stop and wait for the result:\n{example}")
+
+
 @dataclass(frozen=True)
 class Segment:
     text: str
@@ -84,7 +107,10 @@ class ChatTemplate:
         elif turns[0].role != "system" and self.default_system:
             turns = [Turn("system", self.default_system), *turns]
         out: list[Segment] = []
-        for turn in turns:
+        for i, turn in enumerate(turns):
+            if turn.role == "tool":
+                out += self.tool_segments(turns, i)
+                continue
             out.append(Segment(f"{t.im_start}{turn.role}\n", False))
             # The content is a segment of its own; tokenizers never merge across a special token, so the ids equal
             # those of content and end token rendered together. Assistant content is cut at the thinking markers
@@ -97,6 +123,16 @@ class ChatTemplate:
         if add_generation_prompt:
             out.append(Segment(f"{t.im_start}assistant\n", False))
         return out
+
+    def tool_segments(self, turns: list[Turn], i: int) -> list[Segment]:
+        """Tool turn `i` as Qwen renders it: consecutive tool turns share one user turn, each result tagged. Never
+        trained: a tool's output is the environment's words, not the model's."""
+        t, first = self.tokens, i == 0 or turns[i - 1].role != "tool"
+        last = i == len(turns) - 1 or turns[i + 1].role != "tool"
+        out = [Segment(f"{t.im_start}user", False)] if first else []
+        out += [Segment(f"\n{TOOL_RESPONSE_START}\n", False), Segment(turns[i].content, False, data=True),
+                Segment(f"\n{TOOL_RESPONSE_END}", False)]
+        return out + ([Segment(t.im_end, False), Segment("\n", False)] if last else [])
 
     def jinja(self) -> str:
         """The same rendering as a Jinja chat template (for `tokenizer.apply_chat_template`), as Qwen-Omni's processors
@@ -112,14 +148,20 @@ class ChatTemplate:
             "{{- " + lit(f"{t.im_start}system\n{self.default_system}{t.im_end}\n") + " -}}",
             "{%- endif -%}",
             "{%- for message in messages -%}",
-            "{{- " + lit(t.im_start) + " + message['role'] + '\\n' -}}",
+            "{%- set tool = message['role'] == 'tool' -%}",
+            "{%- set tool_first = tool and (loop.first or loop.previtem['role'] != 'tool') -%}",
+            "{%- set tool_last = tool and (loop.last or loop.nextitem['role'] != 'tool') -%}",
+            "{%- if not tool -%}{{- " + lit(t.im_start) + " + message['role'] + '\\n' -}}",
+            "{%- elif tool_first -%}{{- " + lit(f"{t.im_start}user") + " -}}{%- endif -%}",
+            "{%- if tool -%}{{- " + lit(f"\n{TOOL_RESPONSE_START}\n") + " -}}{%- endif -%}",
             "{%- if message['content'] is string -%}{{- " + content + " -}}",
             "{%- else -%}{%- for item in message['content'] -%}",
             "{%- if item['type'] == 'text' -%}{{- item['text'] -}}",
             "{%- elif item['type'] in media -%}{{- media[item['type']] -}}",
             "{%- else -%}{{- raise_exception('unsupported content type: ' + item['type']) -}}",
             "{%- endif -%}{%- endfor -%}{%- endif -%}",
-            "{{- " + lit(f"{t.im_end}\n") + " -}}",
+            "{%- if tool -%}{{- " + lit(f"\n{TOOL_RESPONSE_END}") + " -}}{%- endif -%}",
+            "{%- if not tool or tool_last -%}{{- " + lit(f"{t.im_end}\n") + " -}}{%- endif -%}",
             "{%- endfor -%}",
             "{%- if add_generation_prompt -%}{{- " + lit(f"{t.im_start}assistant\n") + " -}}{%- endif -%}",
         ]

@@ -26,6 +26,8 @@ class RewardContext:
         prompt_index: the prompt's index in its rollout batch.
         sample_index: the completion's index within its prompt's group.
         token_ids: the generated ids (as `num_tokens` counts them).
+        completion: the sampled object itself: a policy `Completion`, or an agent `Trajectory` (agentic GRPO), for
+            rewards that score more than the text (tool calls, turns, the final answer).
     """
 
     num_tokens: int = 0
@@ -35,6 +37,7 @@ class RewardContext:
     prompt_index: int = 0
     sample_index: int = 0
     token_ids: tuple[int, ...] = ()
+    completion: Any = None
 
 
 def turns_of(prompt: Prompt) -> list[tuple[str, str]]:

@@ -15,7 +15,7 @@ from valley3.policy import Policy
 from valley3.rewards.base import Reward, WeightedRewards
 from valley3.stages.base import OmniStage
 from valley3.stages.grpo_loss import AGGREGATIONS, KL_ESTIMATORS, RATIO_LEVELS, SCALES, group_advantages, policy_loss
-from valley3.stages.grpo_rollout import Rollout, Sampling, collect
+from valley3.stages.grpo_rollout import Rollout, Sampling, collect, sample_groups
 
 
 # One completion to train on: (prompt, completion ids, loss mask, advantage).
@@ -99,7 +99,8 @@ class GRPOStage(OmniStage):
         start, hp = time.perf_counter(), self.hparams
         self._log_skipped(batch, "train")
         rollout = collect(self.policy, self.rewards, batch["prompts"], self.rollout_step, hp.seed, self.sampling,
-                          hp.prompts_per_step, hp.dynamic_sampling, hp.zero_spread_tol, hp.max_rounds)
+                          hp.prompts_per_step, hp.dynamic_sampling, hp.zero_spread_tol, hp.max_rounds,
+                          sample=self.sample_groups)
         step = self.rollout_step
         self.rollout_step += 1
         metrics = {f"train/{k}": float(v) for k, v in rollout.stats.items()}
@@ -116,6 +117,11 @@ class GRPOStage(OmniStage):
         metrics["train/step_time_s"] = time.perf_counter() - start
         self.log_dict(metrics, on_step=True, on_epoch=False, batch_size=1)
         return out
+
+    def sample_groups(self, policy: Policy, prompts: list, first: int, step: int, seed: int,
+                      sampling: Sampling) -> list[list[Any]]:
+        """G completions per prompt, [prompt][sample] (`AgenticGRPOStage` samples tool trajectories instead)."""
+        return sample_groups(policy, prompts, first, step, seed, sampling)
 
     def _rollout_metrics(self, rollout: Rollout, rewards: torch.Tensor) -> dict[str, float]:
         completions = [c for g in rollout.groups for c in g.completions]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,7 +66,7 @@ class Rollout:
     stats: dict[str, float]
 
 
-def _sample_groups(policy, prompts: Sequence[Prompt], first: int, step: int, seed: int,
+def sample_groups(policy, prompts: Sequence[Prompt], first: int, step: int, seed: int,
                    sampling: Sampling) -> list[list[Any]]:
     """G completions per prompt, in one batched call (a prompt's media encoded once for its G samples)."""
     return policy.generate(
@@ -83,7 +83,7 @@ def _score(rewards: WeightedRewards, prompts: Sequence[Prompt], indices: Sequenc
             flat_prompts.append(prompt)
             texts.append(c.text)
             ids = tuple(c.token_ids)
-            contexts.append(RewardContext(len(ids), c.finish_reason, budget, step, index, j, ids))
+            contexts.append(RewardContext(len(ids), c.finish_reason, budget, step, index, j, ids, completion=c))
     totals, each = rewards.score(flat_prompts, texts, contexts)
     groups, g = [], len(completions[0]) if completions else 0
     for k, (prompt, index, group) in enumerate(zip(prompts, indices, completions)):
@@ -94,14 +94,16 @@ def _score(rewards: WeightedRewards, prompts: Sequence[Prompt], indices: Sequenc
 
 def collect(policy, rewards: WeightedRewards, prompts: Sequence[Prompt], step: int, seed: int, sampling: Sampling,
             prompts_per_step: int | None = None, dynamic_sampling: bool = False, tol: float = 0.0,
-            max_rounds: int = 4) -> Rollout:
+            max_rounds: int = 4, sample: Callable[..., list[list[Any]]] | None = None) -> Rollout:
     """Sample and score groups for one training step.
 
     Without dynamic sampling: the first `prompts_per_step` prompts (default all) make the step's groups. With it
     (DAPO's dynamic sampling, verl's filter_groups): groups whose rewards spread by at most `tol` are dropped, and
     further prompts of the batch are sampled in rounds until `prompts_per_step` groups remain, the batch runs out,
-    or `max_rounds` rounds were drawn. The counts go to `Rollout.stats`.
+    or `max_rounds` rounds were drawn. The counts go to `Rollout.stats`. `sample(policy, prompts, first, step, seed,
+    sampling)` draws the groups (default: `policy.generate`; agentic GRPO: tool trajectories).
     """
+    sample = sample or sample_groups
     target = len(prompts) if prompts_per_step is None else min(prompts_per_step, len(prompts))
     kept: list[Group] = []
     drawn = flat = rounds = 0
@@ -109,7 +111,7 @@ def collect(policy, rewards: WeightedRewards, prompts: Sequence[Prompt], step: i
         want = target - len(kept)
         indices = list(range(drawn, min(drawn + want, len(prompts))))
         batch = [prompts[i] for i in indices]
-        completions = _sample_groups(policy, batch, indices[0], step, seed, sampling)
+        completions = sample(policy, batch, indices[0], step, seed, sampling)
         groups = _score(rewards, batch, indices, completions, step, sampling.max_new_tokens)
         drawn, rounds = drawn + len(indices), rounds + 1
         for group in groups:
