@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 import subprocess
 import sys
 
@@ -77,9 +78,10 @@ def test_workers_and_intra_op_threads_share_the_cores(cores, workers, intra_op, 
 def test_thread_env_defaults_keep_what_the_user_set(monkeypatch):
     monkeypatch.setenv(threads.CPUS_ENV, "4")
     env = {"OMP_NUM_THREADS": "3"}
-    assert set_thread_env(env) == {"OMP_WAIT_POLICY": "PASSIVE"}
-    assert env == {"OMP_NUM_THREADS": "3", "OMP_WAIT_POLICY": "PASSIVE"}
-    assert set_thread_env({}) == {"OMP_WAIT_POLICY": "PASSIVE", "OMP_NUM_THREADS": "2"}
+    assert set_thread_env(env) == {"OMP_WAIT_POLICY": "PASSIVE", "TOKENIZERS_PARALLELISM": "false"}
+    assert env == {"OMP_NUM_THREADS": "3", "OMP_WAIT_POLICY": "PASSIVE", "TOKENIZERS_PARALLELISM": "false"}
+    assert set_thread_env({}) == {"OMP_WAIT_POLICY": "PASSIVE", "OMP_NUM_THREADS": "2",
+                                  "TOKENIZERS_PARALLELISM": "false"}
 
 
 def test_the_cli_sets_the_thread_defaults_before_torch_loads():
@@ -88,6 +90,22 @@ def test_the_cli_sets_the_thread_defaults_before_torch_loads():
     out = subprocess.run([sys.executable, "-c", code], env={**env, threads.CPUS_ENV: "2"}, capture_output=True,
                          text=True, check=True).stdout.split()
     assert out == ["1", "PASSIVE"]  # 2 cores: 1 loader worker, 1 intra-op thread (torch alone would take 2)
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="counts threads through /proc")
+def test_tokenizing_in_the_cli_process_starts_no_thread_pool(tmp_path):
+    # The fast tokenizer's rayon pool (a thread per core) yield-spins after each batch call: beside two busy
+    # processes on two cores that cost the demo fit 3/4 of its speed (benchmarks/load.py).
+    env = {k: v for k, v in os.environ.items() if k != "TOKENIZERS_PARALLELISM"}
+    code = ("import os, sys, valley3.cli\n"
+            "from valley3.data.tokenizer import build_tokenizer\n"
+            "before = len(os.listdir('/proc/self/task'))\n"
+            "tok = build_tokenizer(sys.argv[1], corpus=['a red bag', 'two blue shoes'] * 50, vocab_size=300)\n"
+            "tok(['a red bag costs 12 dollars'] * 64)\n"
+            "print(before, len(os.listdir('/proc/self/task')))")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], env={**env, threads.CPUS_ENV: "2"},
+                         capture_output=True, text=True, check=True).stdout.split()
+    assert out[0] == out[1], f"threads before training a tokenizer and after a batch tokenisation: {out}"
 
 
 class _Threads(Dataset):

@@ -128,7 +128,9 @@ def set_thread_env(env: MutableMapping[str, str] | None = None) -> dict[str, str
     OpenMP threads that spin while waiting for each other hold their cores; on a shared machine a descheduled
     thread then stalls the rest at every parallel region, and a step runs 10-30x slower than alone. A passive
     wait policy sleeps instead, and fewer threads leave room for the loader's workers. OpenMP reads these once,
-    when torch loads, so setting them later changes nothing.
+    when torch loads, so setting them later changes nothing. The fast tokenizers' thread pool (Rust rayon, one
+    thread per core) is turned off the same way: its idle threads yield-spin after every call, and beside two
+    busy processes on two cores they cost the training process three quarters of its speed (benchmarks/load.py).
 
     Args:
         env: the environment to fill in (default `os.environ`).
@@ -137,7 +139,8 @@ def set_thread_env(env: MutableMapping[str, str] | None = None) -> dict[str, str
         the variables this call set.
     """
     env = os.environ if env is None else env
-    wanted = {"OMP_WAIT_POLICY": "PASSIVE", "OMP_NUM_THREADS": str(intra_op_threads())}
+    wanted = {"OMP_WAIT_POLICY": "PASSIVE", "OMP_NUM_THREADS": str(intra_op_threads()),
+              "TOKENIZERS_PARALLELISM": "false"}
     added = {k: v for k, v in wanted.items() if not env.get(k)}
     env.update(added)
     return added
