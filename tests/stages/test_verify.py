@@ -152,8 +152,8 @@ class GatedVerifier(ThreadingHTTPServer):
 class _VerifierHandler(BaseHTTPRequestHandler):
     def do_POST(self):  # noqa: N802 (the http.server name)
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        reply = json.dumps({"choices": [{"message": {"role": "assistant",
-                                                      "content": self.server.verdict(body["messages"][-1]["content"])}}]})
+        verdict = self.server.verdict(body["messages"][-1]["content"])
+        reply = json.dumps({"choices": [{"message": {"role": "assistant", "content": verdict}}]})
         try:
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
