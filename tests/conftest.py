@@ -46,3 +46,14 @@ def stage():
     from valley3.stages import OmniStage
 
     return OmniStage(tiny_omni())
+
+
+def tool_summary(out, tool: str) -> dict:
+    """The `summary.json` a `valley3 data` tool writes into `out`: its name, the run's seconds and its throughput."""
+    import json
+    from pathlib import Path
+
+    summary = json.loads((Path(out) / "summary.json").read_text())
+    assert summary["tool"] == tool
+    assert summary["seconds"] >= 0 and summary["items_per_s"] > 0
+    return summary

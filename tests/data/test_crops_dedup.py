@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.conftest import tool_summary
 from valley3.cli import main
 from valley3.data.curation.crops import CropError, enclosing_square
 from valley3.data.curation.dedup import dedup_hashes, phash
@@ -88,7 +89,7 @@ def test_dedup_removes_exact_and_near_copies_within_an_item_and_keeps_distinct_o
     main(["data", "dedup", "--data", str(listing / "images.jsonl"), "--out", str(listing / "out")])
     kept = [json.loads(line)["id"] for line in (listing / "out/kept.jsonl").read_text().splitlines()]
     assert kept == ["a_orig", "a_other", "b_same", "b_other"]
-    summary = json.loads((listing / "out/summary.json").read_text())
+    summary = tool_summary(listing / "out", "dedup")
     assert (summary["before"], summary["after"], summary["removed"]) == (7, 4, {"duplicate": 3, "over_cap": 0})
     dropped = [json.loads(line) for line in (listing / "out/dropped.jsonl").read_text().splitlines()]
     assert {d["record"]["id"]: d["duplicate_of"].endswith(":1") for d in dropped} == dict.fromkeys(
@@ -131,7 +132,7 @@ def test_crops_command_writes_square_crops_and_counts_skips(tmp_path):
     assert [r["id"] for r in out] == ["ok", "edge"]
     assert out[0]["crop"] == [10, 20, 60, 70] and Image.open(out[0]["image"]).size == (50, 50)
     assert out[1]["crop"] == [100, 0, 120, 20]
-    summary = json.loads((tmp_path / "out/summary.json").read_text())
+    summary = tool_summary(tmp_path / "out", "crops")
     assert summary["skipped"] == {"bad_boxes": 1, "unreadable_image": 1} and summary["after"] == 2
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from tests.conftest import tool_summary
 from valley3.data.datamodules import OmniDataModule, StreamingDataModule
 from valley3.data.demo import make_demo
 from valley3.data.schema import SchemaError
@@ -20,9 +22,11 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _shard(data: list[Path], out: Path, *extra: str) -> dict:
-    # A subprocess, as a user runs it: litdata's writer sets the process's multiprocessing start method.
+    # A subprocess, as a user runs it: litdata's writer sets the process's multiprocessing start method. This
+    # checkout's sources first, so the command tested is this one and not another installed copy of valley3.
     cmd = [sys.executable, "-m", "valley3.cli", "data", "shard", "--data", *map(str, data), "--out", str(out), *extra]
-    subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=ROOT)
+    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}:{ROOT}"}
+    subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=ROOT, env=env)
     return json.loads((out / "valley3_shards.json").read_text())
 
 
@@ -32,6 +36,9 @@ def demo(tmp_path_factory) -> Path:
     make_demo(root / "demo", n_products=8, speech="synthetic")
     manifest = _shard([root / "demo/omni_train.jsonl"], root / "shards", "--chunk-bytes", "200KB", "--workers", "2")
     assert manifest["samples"] == len((root / "demo/omni_train.jsonl").read_text().splitlines())
+    summary = tool_summary(root / "shards", "shard")  # the run's report beside the format's manifest
+    assert summary["after"] == manifest["samples"] and summary["media_bytes"] == manifest["media_bytes"] > 0
+    assert summary["chunks"]["media"] > 1  # 200 KB chunks
     return root
 
 
@@ -66,11 +73,13 @@ def test_shards_hold_every_sample_and_its_media_bytes(demo):
         assert store.media(i) == [Path(m.path).read_bytes() for m in jsonl[i].media]
 
 
-def _batches(dm, processor, rank=0, world=1):
+def _batches(dm, processor, rank=0, world=1, workers=0):
     dm.connect(processor, 256)
     dm.trainer = SimpleNamespace(global_rank=rank, world_size=world)
     dm.setup("fit")
-    return list(dm.train_dataloader())
+    loader = dm.train_dataloader()
+    assert loader.num_workers == workers
+    return list(loader)
 
 
 def test_one_epoch_gives_the_same_batches_as_the_jsonl_loader(demo, processor):
@@ -78,6 +87,9 @@ def test_one_epoch_gives_the_same_batches_as_the_jsonl_loader(demo, processor):
     plain = _batches(OmniDataModule(train=str(demo / "demo/omni_train.jsonl"), **settings), processor)
     shards = _batches(StreamingDataModule(train=str(demo / "shards"), **settings), processor)
     assert len(plain) == len(shards) > 3
+    file_order = [s.id for s in OmniDataModule(train=str(demo / "demo/omni_train.jsonl")).read("train")]
+    drawn = [i for b in plain for i in b["sample_ids"]]
+    assert drawn != [i for i in file_order if i in set(drawn)]  # a seeded shuffle, not the file's order
     for a, b in zip(plain, shards):
         assert a["sample_ids"] == b["sample_ids"]
         for key, value in a.items():
@@ -89,7 +101,7 @@ def test_two_ranks_with_two_workers_read_disjoint_samples_covering_the_data(demo
     seen = []
     for rank in range(2):
         dm = StreamingDataModule(train=str(demo / "shards"), batch_size=2, num_workers=2, seed=1)
-        seen.append([i for batch in _batches(dm, processor, rank, 2) for i in batch["sample_ids"]])
+        seen.append([i for batch in _batches(dm, processor, rank, 2, workers=2) for i in batch["sample_ids"]])
     n = len(StreamingDataModule(train=str(demo / "shards")).read("train"))
     assert set(seen[0]).isdisjoint(seen[1])
     assert len(seen[0]) == len(seen[1]) == n // 2  # equal shards: the odd sample out is dropped, as for files

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tests.conftest import tiny_omni
+from tests.conftest import tiny_omni, tool_summary
 from valley3.cli import main
 from valley3.data.formats import read_samples
 from valley3.data.mixture import Mixture, Source
@@ -66,7 +66,7 @@ def test_quality_command_writes_meta_usable_as_a_curriculum(tmp_path, data, stag
     monkeypatch.setattr(quality, "load_stage", lambda path, device: stage)
     with pytest.warns(UserWarning):
         main(["data", "quality", "--ckpt", "unused.ckpt", "--data", str(data), "--out", str(tmp_path / "q")])
-    summary = json.loads((tmp_path / "q/summary.json").read_text())
+    summary = tool_summary(tmp_path / "q", "quality")
     assert (summary["before"], summary["after"], summary["skipped"]["unscorable"]) == (4, 3, 1)
     scored = read_samples(tmp_path / "q/scored.jsonl")
     assert [s.id for s in scored] == ["s0", "s1", "s2"] and all("ifd" in s.meta for s in scored)

@@ -91,7 +91,8 @@ def test_killed_mid_epoch_resumes_with_the_same_next_20_losses(case, demo, tmp_p
     if case == "shards" and not (demo / "shards").is_dir():
         cmd = [sys.executable, "-m", "valley3.cli", "data", "shard", "--data", str(demo / "omni_train.jsonl"),
                "--out", str(demo / "shards")]
-        subprocess.run(cmd, check=True, cwd=ROOT, capture_output=True)
+        env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}:{ROOT}"}  # this checkout's `valley3 data shard`
+        subprocess.run(cmd, check=True, cwd=ROOT, capture_output=True, env=env)
     whole, broken = tmp_path / "whole", tmp_path / "broken"
     for run in (whole, broken):
         run.mkdir()

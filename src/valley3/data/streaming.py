@@ -5,6 +5,7 @@ A shard folder holds two litdata datasets that share sample indices, and a manif
     <out>/records/   one small item per sample: the sample in messages form, media named shard://<i>/<k><ext>
     <out>/media/     one item per sample: its media files' bytes, in the sample's media order
     <out>/valley3_shards.json   counts, sources and the format version
+    <out>/summary.json          the run's report, as every `valley3 data` tool writes: counts, seconds, items/s
 
 Setup reads only `records/` (text); a media item is fetched when its sample is processed, so training reads
 the chunks it needs and no file system of media paths is involved. litdata does the chunking, the download
@@ -69,7 +70,7 @@ def _record_item(item: dict[str, Any]) -> dict[str, Any]:
 def write_shards(files: list[str], out: str, chunk_bytes: str = "64MB", num_workers: int = 1,
                  format: str = "auto", media_root: str | None = None) -> dict[str, Any]:
     """Shard data files and their media into `out`; every sample is validated first (errors name file:line) and
-    a missing media file stops the run before anything is written."""
+    a missing media file stops the run before anything is written. Returns the run's summary (`summary.json`)."""
     from litdata import optimize
 
     start, samples = time.perf_counter(), []
@@ -87,12 +88,17 @@ def write_shards(files: list[str], out: str, chunk_bytes: str = "64MB", num_work
     optimize(fn=partial(_media_item, media), inputs=list(range(len(samples))),
              output_dir=str(out_dir / "media"), num_workers=num_workers, keep_data_ordered=True, **kwargs)
     media_bytes = sum(Path(m.path).stat().st_size for s in samples for m in s.media)
-    seconds = time.perf_counter() - start
     manifest = {"format": FORMAT_VERSION, "samples": len(samples), "media_files": sum(len(s.media) for s in samples),
-                "media_bytes": media_bytes, "sources": [str(f) for f in files], "seconds": round(seconds, 3),
-                "items_per_s": round(len(samples) / seconds, 3) if seconds else None}
+                "media_bytes": media_bytes, "sources": [str(f) for f in files]}
     (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-    return manifest
+    seconds = time.perf_counter() - start
+    chunks = {name: len(list((out_dir / name).glob("*.bin"))) for name in ("records", "media")}
+    summary = {"tool": "shard", "before": len(samples), "after": len(samples), "skipped": {},
+               "media_files": manifest["media_files"], "media_bytes": media_bytes, "chunks": chunks,
+               "seconds": round(seconds, 3), "items_per_s": round(len(samples) / seconds, 3) if seconds else None,
+               "media_mb_per_s": round(media_bytes / 1e6 / seconds, 3) if seconds else None}
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
 
 
 class ShardStore:
@@ -171,6 +177,6 @@ def add_parser(commands) -> None:
 
 
 def run_command(args) -> dict[str, Any]:
-    manifest = write_shards(args.data, args.out, args.chunk_bytes, args.workers, args.format, args.media_root)
-    print(json.dumps(manifest, indent=2))
-    return manifest
+    summary = write_shards(args.data, args.out, args.chunk_bytes, args.workers, args.format, args.media_root)
+    print(json.dumps(summary, indent=2))
+    return summary
