@@ -98,3 +98,12 @@ def test_points_are_the_grid_times_the_zip(tmp_path):
     (tmp_path / "s.yaml").write_text(yaml.safe_dump(spec))
     with pytest.raises(ValueError, match="same number"):
         Sweep.from_yaml(tmp_path / "s.yaml")
+
+
+def test_labels_yaml_reads_as_booleans_are_refused(tmp_path):
+    """`on:`/`off:` are YAML booleans: the points would be named True and False, so the sweep asks for quotes."""
+    (tmp_path / "s.yaml").write_text("base: a.yaml\ngrid:\n  packing:\n    off: {k: 1}\n    on: {k: 2}\n")
+    with pytest.raises(ValueError, match="not strings"):
+        Sweep.from_yaml(tmp_path / "s.yaml")
+    (tmp_path / "s.yaml").write_text("base: a.yaml\ngrid:\n  packing:\n    'off': {k: 1}\n    'on': {k: 2}\n")
+    assert [p["name"] for p in Sweep.from_yaml(tmp_path / "s.yaml").points()] == ["off", "on"]

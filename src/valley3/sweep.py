@@ -53,6 +53,12 @@ class Sweep:
         lengths = {axis: len(labels) for axis, labels in (spec.get("zip") or {}).items()}
         if len(set(lengths.values())) > 1:
             raise ValueError(f"{path}: every `zip` axis needs the same number of entries, got {lengths}")
+        for kind in ("grid", "zip"):
+            for axis, labels in (spec.get(kind) or {}).items():
+                odd = [label for label in labels or {} if not isinstance(label, str)]
+                if odd:  # YAML reads on/off/yes/no as booleans and 1 as a number: the point would be named True
+                    raise ValueError(f"{path}: {kind} axis {axis!r} has labels that are not strings {odd}; "
+                                     f"quote them ('on', '1')")
         as_list = lambda v: [v] if isinstance(v, str) else list(v or [])  # noqa: E731
         return cls(as_list(spec["base"]), as_list(spec.get("eval")), spec.get("out", cls.out),
                    {k: list(v) for k, v in (spec.get("args") or {}).items()},
