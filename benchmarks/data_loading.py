@@ -29,7 +29,7 @@ def _epoch_rate(dm, processor) -> float:
     dm.setup("fit")
     start, n = time.perf_counter(), 0
     for batch in dm.train_dataloader():
-        n += len(batch.get("sample_ids", []))
+        n += len(batch.sample_ids)
     return n / (time.perf_counter() - start)
 
 
