@@ -46,7 +46,7 @@ def _epoch_rates(dm, processor) -> tuple[float, float]:
     start, n = time.perf_counter(), 0
     cpu = _cpu_seconds(resource.RUSAGE_SELF) + _cpu_seconds(resource.RUSAGE_CHILDREN)
     for batch in dm.train_dataloader():
-        n += len(batch.get("sample_ids", []))
+        n += len(batch.sample_ids)
     cpu = _cpu_seconds(resource.RUSAGE_SELF) + _cpu_seconds(resource.RUSAGE_CHILDREN) - cpu
     return n / (time.perf_counter() - start), n / cpu
 

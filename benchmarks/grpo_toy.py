@@ -17,6 +17,7 @@ from pathlib import Path
 import lightning as L
 import torch
 
+from valley3.data.batch import PromptBatch
 from valley3.data.schema import Sample, Turn
 from valley3.models import OmniModel
 from valley3.models.decoders import HFDecoder
@@ -68,7 +69,7 @@ def run(steps: int = 50, group_size: int = 16, prompts_per_step: int = 8, max_ne
                       sampling={"group_size": group_size, "max_new_tokens": max_new_tokens}, default_lr=lr,
                       max_grad_norm=1.0, seed=seed)
     loader = torch.utils.data.DataLoader(_Prompts(prompts(64), steps, prompts_per_step), batch_size=prompts_per_step,
-                                         collate_fn=lambda items: {"prompts": items, "skipped": torch.tensor(0)})
+                                         collate_fn=lambda items: PromptBatch(items, torch.tensor(0)))
     curve = _Curve(stop_at)
     trainer = L.Trainer(accelerator="cpu", max_steps=steps, logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, callbacks=[curve])

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from flop_model import Shape, long_tailed, speedups
+from valley3.data.batch import Batch
 from valley3.data.collate import PadCollator
 from valley3.data.packing import Cost, PackBudget, PackingCollator, offline_packs
 from valley3.data.processor import IGNORE_INDEX, Example
@@ -84,26 +85,26 @@ def layouts(samples: list[Example], packs: list[list[Example]], per_step: int, s
     return {"packed": packs, "padded": padded, "grouped": grouped}
 
 
-def collate(groups: dict[str, list], max_tokens: int) -> dict[str, list[dict]]:
+def collate(groups: dict[str, list], max_tokens: int) -> dict[str, list[Batch]]:
     fns = {"packed": PackingCollator(0, pad_to=max_tokens), "padded": PadCollator(0), "grouped": PadCollator(0)}
     return {k: [fns[k](g) for g in v] for k, v in groups.items()}
 
 
-def real(batch: dict) -> int:
-    return int(batch["attention_mask"].sum())
+def real(batch: Batch) -> int:
+    return int(batch.attention_mask.sum())
 
 
-def time_steps(batches: dict[str, list[dict]], args) -> dict[str, list[float]]:
+def time_steps(batches: dict[str, list[Batch]], args) -> dict[str, list[float]]:
     """Median seconds of each step over `args.rounds` rounds; steps of the layouts interleave, order rotating."""
     torch.manual_seed(0)
     decoder = HFDecoder("tiny-qwen3", attn_implementation="sdpa_varlen")
     optimizer = torch.optim.AdamW(decoder.parameters(), lr=1e-4)
 
-    def step(batch: dict) -> float:
+    def step(batch: Batch) -> float:
         start = time.perf_counter()
-        mask = None if "cu_seqlens" in batch else batch["attention_mask"]
-        logits = decoder(decoder.embed_tokens(batch["input_ids"]), mask, batch["position_ids"], batch.get("cu_seqlens"))
-        total, count = masked_loss(logits, batch["labels"])
+        mask = None if batch.cu_seqlens is not None else batch.attention_mask
+        logits = decoder(decoder.embed_tokens(batch.input_ids), mask, batch.position_ids, batch.cu_seqlens)
+        total, count = masked_loss(logits, batch.labels)
         (total / count).backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -137,8 +138,8 @@ def run_mix(name: str, data: list[Example], args) -> dict[str, dict[str, float]]
     for k, batches in full.items():
         tokens = [real(b) for b in timed[k]]
         results[k] = {
-            "pad": 1 - sum(map(real, batches)) / sum(b["input_ids"].numel() for b in batches),
-            "samples": sum(len(b["sample_ids"]) for b in batches) / len(batches),
+            "pad": 1 - sum(map(real, batches)) / sum(b.input_ids.numel() for b in batches),
+            "samples": sum(len(b.sample_ids) for b in batches) / len(batches),
             "steps": len(timed[k]),
             "median": statistics.median(n / t for n, t in zip(tokens, seconds[k])),
             "rate": sum(tokens) / sum(seconds[k]),

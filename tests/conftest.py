@@ -41,6 +41,12 @@ def tiny_omni(decoder: str = "tiny-qwen3", seed: int = 0, **kwargs):
                      **kwargs)
 
 
+def forward(model, batch):
+    """The model's logits over every model input a `Batch` carries (as a stage's step runs it)."""
+    return model(batch.input_ids, batch.attention_mask, batch.position_ids, batch.cu_seqlens, batch.media,
+                 batch.sample_ids)
+
+
 @pytest.fixture
 def stage():
     from valley3.stages import OmniStage

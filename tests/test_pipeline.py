@@ -32,7 +32,7 @@ class _HalfRight:
 
     def __call__(self, batch, **kwargs):
         answers = []
-        for sid, reference in zip(batch["sample_ids"], batch["references"]):
+        for sid, reference in zip(batch.sample_ids, batch.references):
             self.tries[sid] += 1
             answers.append(reference if self.tries[sid] % 2 else "no idea")
         return answers

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from tests.judge_server import free_port, judge_checkpoint, start_server, stop
+from valley3.data.batch import PromptBatch
 from valley3.models import OmniModel
 from valley3.models.decoders import HFDecoder
 from valley3.rewards import HTTPJudge, JudgeReward, PolicyJudge, RewardContext, TokenShareReward
@@ -110,8 +111,8 @@ def test_judge_through_the_server_then_an_outage_mid_training(judge_ckpt):
         stage = GRPOStage(OmniModel(HFDecoder("tiny-qwen3")), rewards=[judge, TokenShareReward("red")],
                           sampling={"group_size": 2, "max_new_tokens": 4})
         log = _StepLog()
-        loader = torch.utils.data.DataLoader(prompts[:2] * 3, batch_size=2, collate_fn=lambda items: {
-            "prompts": items, "skipped": torch.tensor(0)})
+        loader = torch.utils.data.DataLoader(prompts[:2] * 3, batch_size=2, collate_fn=lambda items: PromptBatch(
+            items, torch.tensor(0)))
         trainer = L.Trainer(accelerator="cpu", max_steps=3, logger=False, enable_checkpointing=False,
                             enable_progress_bar=False, enable_model_summary=False,
                             callbacks=[_KillServerAfter(process, 1), log])

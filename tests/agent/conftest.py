@@ -96,11 +96,10 @@ def trained(trajectories):
 
     stage = AgenticSFTStage(tiny_vision_model(), warmup_steps=0, max_len=None, mask_failed_calls=False)
     batch = PadCollator(stage.processor.pad_id)([stage.processor(s) for s in trajectories.values()])
-    inputs = {k: v for k, v in batch.items() if k not in ("labels", "skipped")}
-    targets, optimizer = batch["labels"][:, 1:], torch.optim.AdamW(stage.model.parameters(), lr=1e-2)
+    targets, optimizer = batch.labels[:, 1:], torch.optim.AdamW(stage.model.parameters(), lr=1e-2)
     stage.model.train()
     for _ in range(300):
-        logits = stage.model(**inputs)[:, :-1]
+        logits = stage.logits(batch)[:, :-1]
         supervised = targets != -100
         if bool((logits.argmax(-1) == targets)[supervised].all()):  # teacher-forced argmax right everywhere
             break

@@ -27,9 +27,9 @@ def test_tool_tokens_carry_no_policy_loss_and_no_gradient(trained, trajectories,
     [[t]] = AgentRollout(registry, max_new_tokens=96, temperature=0)(policy, [prompt_of(trajectories["three_turns"])])
     batch = trajectory_batch(policy, [t, t], [t.loss_mask, [1] * len(t.token_ids)])
     start = len(t.prompt_ids)
-    labels = batch["labels"][0, start:start + len(t.token_ids)].tolist()
+    labels = batch.labels[0, start:start + len(t.token_ids)].tolist()
     assert sum(x == IGNORE_INDEX for x in labels) == sum(observation_lengths(policy, t)) == t.loss_mask.count(0)
-    assert len(batch["pixel_values"]) == 2 * 3  # each row: the user's photo and both tool photos
+    assert len(batch.media.pixel_values) == 2 * 3  # each row: the user's photo and both tool photos
     captured = {}
     head = policy.model.decoder.model.get_output_embeddings()
     hook = head.register_forward_hook(lambda m, i, out: captured.setdefault("logits", out).retain_grad())

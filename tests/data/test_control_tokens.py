@@ -67,10 +67,10 @@ def test_the_datamodule_option_skips_and_counts_or_escapes(stage, tmp_path):
     dm.connect(stage.processor)
     with pytest.warns(UserWarning, match=r"skipping sample 'inj' \(.*d\.jsonl:2\).*control token <\|im_end\|>"):
         batch = next(iter(dm.train_dataloader()))
-    assert int(batch["skipped"]) == 1 and batch["input_ids"].shape[0] == 1
+    assert int(batch.skipped) == 1 and batch.input_ids.shape[0] == 1
     dm = TextDataModule(train=str(path), batch_size=2, control_tokens="escape")
     dm.connect(stage.processor)
     batch = next(iter(dm.train_dataloader()))
-    assert int(batch["skipped"]) == 0 and batch["input_ids"].shape[0] == 2
+    assert int(batch.skipped) == 0 and batch.input_ids.shape[0] == 2
     with pytest.raises(ValueError, match="control_tokens must be one of"):
         TextDataModule(train=str(path), control_tokens="allow")

@@ -32,8 +32,8 @@ def test_unreadable_media_is_skipped_with_a_warning_and_counted(stage, media, tm
     dm.connect(stage.processor)
     with pytest.warns(UserWarning, match="skipping sample 'broken'.*d.jsonl:2.*corrupt.png"):
         batch = next(iter(dm.train_dataloader()))
-    assert int(batch["skipped"]) == 2
-    assert batch["input_ids"].shape[0] == 2
+    assert int(batch.skipped) == 2
+    assert batch.input_ids.shape[0] == 2
 
 
 def test_strict_turns_a_bad_file_into_an_error_naming_it(stage, media, tmp_path):

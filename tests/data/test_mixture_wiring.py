@@ -53,7 +53,7 @@ def _from_yaml(text: str) -> BaseDataModule:
 
 
 def _ids(loader) -> list[str]:
-    return [i for batch in loader for i in batch["sample_ids"]]
+    return [i for batch in loader for i in batch.sample_ids]
 
 
 def _trainer(rank: int = 0, world: int = 1, epoch: int = 0, batches: int = 0, per_epoch: int = 10):
@@ -166,10 +166,10 @@ def test_state_dict_round_trip_resumes_at_the_next_unseen_batch(kind, files, sta
 
     dm = fresh()
     dm.trainer = _trainer(epoch=1, batches=4, per_epoch=10**6)
-    full = [b["sample_ids"] for b in dm.train_dataloader()]  # epoch 0's order
+    full = [b.sample_ids for b in dm.train_dataloader()]  # epoch 0's order
     loader = dm.train_dataloader()
     loader.sampler.set_epoch(1) if kind != "online" else loader.dataset.resume(1, 0)
-    epoch1 = [b["sample_ids"] for b in loader]
+    epoch1 = [b.sample_ids for b in loader]
     assert epoch1 != full and len(epoch1) > 5
     # Workers would have prefetched beyond batch 4: the state counts what the training loop consumed.
     state = dm.state_dict()
@@ -177,8 +177,8 @@ def test_state_dict_round_trip_resumes_at_the_next_unseen_batch(kind, files, sta
     assert state == {"train": {"epoch": 1, "batches": 4, "position": 4 * per_batch, "seed": 4, "world_size": 1}}
     resumed = fresh()
     resumed.load_state_dict(state)
-    assert [b["sample_ids"] for b in resumed.train_dataloader()] == epoch1[4:]
-    assert [b["sample_ids"] for b in resumed.train_dataloader()] == full  # the position is used once
+    assert [b.sample_ids for b in resumed.train_dataloader()] == epoch1[4:]
+    assert [b.sample_ids for b in resumed.train_dataloader()] == full  # the position is used once
     other = OmniDataModule(batch_size=3, seed=5, **args)
     other.connect(stage.processor)
     other.load_state_dict(state)

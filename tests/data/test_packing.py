@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from valley3.data.batch import Batch
 from valley3.data.collate import PadCollator
 from valley3.data.pack_index import pack_index
 from valley3.data.packing import (
@@ -25,6 +26,8 @@ from valley3.data.processor import IGNORE_INDEX, AudioSpec, Example, OmniProcess
 from valley3.data.schema import MediaRef, Sample, Turn
 from valley3.models import PlaceholderMismatch
 from valley3.stages.base import masked_loss
+
+from ..conftest import forward
 
 BUDGET = PackBudget(max_tokens=512, max_images=3, max_video_frames=16, max_audio_seconds=5.0)
 _LENGTHS = [int(n) for n in np.random.default_rng(0).integers(10, 300, 120)]
@@ -89,24 +92,29 @@ def test_over_long_samples_are_truncated_or_skipped_and_counted():
     assert packer.stats.samples == len(emitted) and packer.stats.packs == len(packs)
 
 
+def _given(batch: Batch) -> set[str]:
+    """The names of the fields (media fields included) a batch fills."""
+    return {k for k, v in {**vars(batch), **vars(batch.media)}.items() if v is not None}
+
+
 def test_collator_batch_has_padcollator_keys_restarting_positions_and_boundaries():
     a, b, c = _example(5, "a", images=1), _example(3, "b"), _example(6, "c", images=2)
     batch = PackingCollator(pad_id=0)([[a, None, b], [c]])
     padded = PadCollator(pad_id=0)([a, b, c])
-    assert set(padded) <= set(batch) and {"cu_seqlens"} <= set(batch)
-    assert batch["input_ids"].shape == (2, 8) and int(batch["skipped"]) == 1
-    assert batch["sample_ids"] == ["a", "b", "c"]
-    assert batch["cu_seqlens"].tolist() == [0, 5, 8, 16]  # row 1's padding joins its last sample, c
-    assert batch["position_ids"].tolist() == [[0, 1, 2, 3, 4, 0, 1, 2], [0, 1, 2, 3, 4, 5, 0, 0]]
-    assert batch["attention_mask"].sum() == 14
-    assert batch["labels"][0, 5] == IGNORE_INDEX  # a's last token never learns to predict b's first
-    assert batch["image_owner"].tolist() == [0, 2, 2]  # owners index samples, as OmniModel's errors expect
+    assert _given(padded) <= _given(batch) and {"cu_seqlens"} <= _given(batch)
+    assert batch.input_ids.shape == (2, 8) and int(batch.skipped) == 1
+    assert batch.sample_ids == ["a", "b", "c"]
+    assert batch.cu_seqlens.tolist() == [0, 5, 8, 16]  # row 1's padding joins its last sample, c
+    assert batch.position_ids.tolist() == [[0, 1, 2, 3, 4, 0, 1, 2], [0, 1, 2, 3, 4, 5, 0, 0]]
+    assert batch.attention_mask.sum() == 14
+    assert batch.labels[0, 5] == IGNORE_INDEX  # a's last token never learns to predict b's first
+    assert batch.media.image_owner.tolist() == [0, 2, 2]  # owners index samples, as OmniModel's errors expect
     static = PackingCollator(pad_id=0, pad_to=12)([a, b])
-    assert static["input_ids"].shape == (1, 12) and static["cu_seqlens"].tolist() == [0, 5, 12]
+    assert static.input_ids.shape == (1, 12) and static.cu_seqlens.tolist() == [0, 5, 12]
     mrope = PackingCollator(0, position_ids=lambda ex: torch.arange(len(ex)).expand(3, -1))([[a, b], [c]])
-    assert mrope["position_ids"].shape == (3, 2, 8)  # the hook a 3-D mRoPE / TM-RoPE decoder plugs into
-    assert mrope["position_ids"][2, 0].tolist() == [0, 1, 2, 3, 4, 0, 1, 2]
-    assert "input_ids" not in PackingCollator(0)([None])
+    assert mrope.position_ids.shape == (3, 2, 8)  # the hook a 3-D mRoPE / TM-RoPE decoder plugs into
+    assert mrope.position_ids[2, 0].tolist() == [0, 1, 2, 3, 4, 0, 1, 2]
+    assert PackingCollator(0)([None]).input_ids is None
 
 
 def _media_samples(media) -> list[Sample]:
@@ -118,18 +126,12 @@ def _media_samples(media) -> list[Sample]:
     ]
 
 
-def _inputs(batch: dict) -> dict:
-    keys = ("input_ids", "attention_mask", "position_ids", "cu_seqlens", "pixel_values", "image_owner",
-            "audio_features", "audio_lengths", "audio_owner", "sample_ids")
-    return {k: batch[k] for k in keys if k in batch}
-
-
 def test_a_pack_of_image_audio_and_text_gives_each_sample_its_separate_loss(stage, media):
     examples = [stage.processor(s) for s in _media_samples(media)]
     batch = PackingCollator(stage.processor.pad_id)(examples)
-    logits = stage.model(**_inputs(batch)).flatten(0, 1)
-    labels = batch["labels"].flatten()
-    bounds = batch["cu_seqlens"].tolist()
+    logits = forward(stage.model, batch).flatten(0, 1)
+    labels = batch.labels.flatten()
+    bounds = batch.cu_seqlens.tolist()
     for ex, start, end in zip(examples, bounds, bounds[1:]):
         total, count = masked_loss(logits[start:end][None], labels[start:end][None])
         alone, _ = stage.model_step(PadCollator(stage.processor.pad_id)([ex]))
@@ -228,14 +230,15 @@ def test_a_datamodule_with_packing_trains_on_packed_batches(stage, media, tmp_pa
     trainer.fit(stage, dm)
     assert trainer.global_step == 2 and len(list((tmp_path / "packs").glob("packs-*.json"))) == 1
     packs = list(dm.train_dataloader())
-    assert all("cu_seqlens" in b and b["input_ids"].shape[1] <= 256 for b in packs)
-    assert len(packs) < 12 and max(len(b["sample_ids"]) for b in packs) >= 3  # several samples share a pack
-    assert sorted(i for b in packs for i in b["sample_ids"]) == sorted(s.id for s in dm.read("train"))
-    assert all(len(b.get("image_owner", [])) <= 2 for b in packs)  # one pack per batch: the image budget holds
-    assert "cu_seqlens" not in next(iter(dm.val_dataloader()))  # only training is packed
+    assert all(b.cu_seqlens is not None and b.input_ids.shape[1] <= 256 for b in packs)
+    assert len(packs) < 12 and max(len(b.sample_ids) for b in packs) >= 3  # several samples share a pack
+    assert sorted(i for b in packs for i in b.sample_ids) == sorted(s.id for s in dm.read("train"))
+    # one pack per batch: the image budget holds
+    assert all(b.media.image_owner is None or len(b.media.image_owner) <= 2 for b in packs)
+    assert next(iter(dm.val_dataloader())).cu_seqlens is None  # only training is packed
     online = OmniDataModule(train=str(path), packing={**packing, "mode": "online", "buffer_size": 5})
     online.connect(stage.processor)
-    streamed = [i for b in online.train_dataloader() for i in b["sample_ids"]]
+    streamed = [i for b in online.train_dataloader() for i in b.sample_ids]
     assert sorted(streamed) == sorted(s.id for s in online.read("train"))
     with pytest.raises(ValueError, match="unknown packing setting.*'max_len'"):
         OmniDataModule(train=str(path), packing={"max_len": 10})

@@ -41,7 +41,7 @@ def _ask(name: str, kind: str, *paths: str) -> Sample:
 
 
 def _count(batch: dict, model: OmniModel, kind: str) -> int:
-    return int((batch["input_ids"] == model.token_ids[kind]).sum())
+    return int((batch.input_ids == model.token_ids[kind]).sum())
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +65,7 @@ def test_a_single_3_2_image_becomes_its_grid_plus_a_thumbnail_in_one_run(tmp_pat
     assert ids[start + 1 : start + 1 + 7 * 16] == [stage.processor.token_ids["image"]] * (7 * 16)
     assert ids[start + 1 + 7 * 16] == tok("<|vision_end|>")
     batch = PadCollator(stage.processor.pad_id)([ex])
-    features, per_item = stage.model._encode_pictures(batch["pixel_values"])
+    features, per_item = stage.model._encode_pictures(batch.media.pixel_values)
     assert features.shape[0] == _count(batch, stage.model, "image") == 112 and per_item == [16] * 7
     loss, _ = stage.model_step(batch)  # raises PlaceholderMismatch if the counts differ
     assert torch.isfinite(loss)
@@ -90,14 +90,14 @@ def test_native_resolution_images_of_different_sizes_share_a_batch(tmp_path):
     sizes = [tuple(ex.pixel_values[0].shape[-2:]) for ex in examples]
     assert sizes == [(40, 48), (72, 16), (40, 48)] and sizes[1] == model.vision.input_size(70, 20)  # not squares
     batch = PadCollator(stage.processor.pad_id)(examples)
-    assert isinstance(batch["pixel_values"], list)  # sizes differ: one picture per entry, grouped in the model
-    _, per_item = model._encode_pictures(batch["pixel_values"])
-    placeholders = (batch["input_ids"] == model.token_ids["image"]).sum(1).tolist()
+    assert isinstance(batch.media.pixel_values, list)  # sizes differ: one picture per entry, grouped in the model
+    _, per_item = model._encode_pictures(batch.media.pixel_values)
+    placeholders = (batch.input_ids == model.token_ids["image"]).sum(1).tolist()
     assert per_item == placeholders == [5 * 6, 9 * 2, 5 * 6]
-    embeds = model.embed(batch["input_ids"], batch["pixel_values"], batch["image_owner"])
-    for row, px in enumerate(batch["pixel_values"]):  # features land in order although sizes were grouped
+    embeds = model.embed(batch.input_ids, batch.media)
+    for row, px in enumerate(batch.media.pixel_values):  # features land in order although sizes were grouped
         alone = model.vision_connector(model.vision(px[None]), model.vision.grid(*px.shape[-2:]))[0]
-        torch.testing.assert_close(embeds[row][batch["input_ids"][row] == model.token_ids["image"]], alone)
+        torch.testing.assert_close(embeds[row][batch.input_ids[row] == model.token_ids["image"]], alone)
     loss, _ = stage.model_step(batch)
     loss.backward()
     assert torch.isfinite(loss)
@@ -117,9 +117,9 @@ def test_video_placeholders_equal_frame_features_and_audio_follows_only_when_the
     assert ids[end + 1] == tok("<|audio_start|>")  # the track's run right after the video's
     assert tok("<|audio_start|>") not in silent.input_ids.tolist()
     batch = PadCollator(processor.pad_id)([clip, silent])
-    assert batch["video_frames"].tolist() == [4, 4] and batch["video_owner"].tolist() == [0, 1]
-    assert batch["video_pixels"].shape == (8, 3, 32, 32) and batch["video_timestamps"].shape == (8,)
-    features, _ = model._encode_pictures(batch["video_pixels"])
+    assert batch.media.video_frames.tolist() == [4, 4] and batch.media.video_owner.tolist() == [0, 1]
+    assert batch.media.video_pixels.shape == (8, 3, 32, 32) and batch.media.video_timestamps.shape == (8,)
+    features, _ = model._encode_pictures(batch.media.video_pixels)
     assert features.shape[0] == _count(batch, model, "video") == 2 * 64
     assert _count(batch, model, "audio") == model.audio_num_tokens(clip.audio_features[0].shape[-1])
     assert torch.isfinite(stage.model_step(batch)[0])
@@ -139,7 +139,7 @@ def test_a_video_datamodule_trains_one_step_and_counts_a_corrupt_video(videos, t
     dm.connect(stage.processor)
     with pytest.warns(UserWarning, match="skipping sample 'corrupt'"):
         batch = next(iter(dm.train_dataloader()))
-    assert int(batch["skipped"]) == 1 and batch["sample_ids"] and "corrupt" not in batch["sample_ids"]
+    assert int(batch.skipped) == 1 and batch.sample_ids and "corrupt" not in batch.sample_ids
     trainer = L.Trainer(max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False, accelerator="cpu")
     with pytest.warns(UserWarning, match="skipping sample"):
@@ -159,7 +159,7 @@ def test_packed_equals_padded_loss_on_a_batch_holding_a_video(videos, media):
     examples = [stage.processor(s) for s in samples]
     packed = PackingCollator(stage.processor.pad_id)(examples)
     padded = PadCollator(stage.processor.pad_id)(examples)
-    assert packed["video_owner"].tolist() == [0] and packed["image_owner"].tolist() == [1]
+    assert packed.media.video_owner.tolist() == [0] and packed.media.image_owner.tolist() == [1]
     packed_loss, packed_count = stage.model_step(packed)
     padded_loss, padded_count = stage.model_step(padded)
     assert int(packed_count) == int(padded_count)

@@ -27,8 +27,8 @@ def test_prompt_batches_keep_records_and_count_unusable_ones(tmp_path, media):
     data.setup("fit")
     with pytest.warns(UserWarning, match="skipping sample 'bad'"):
         (batch,) = list(data.train_dataloader())
-    assert sorted(s.id for s in batch["prompts"]) == ["a", "c"] and int(batch["skipped"]) == 1
-    assert all(isinstance(s, Sample) and s.turns[-1].role == "assistant" for s in batch["prompts"])  # reference kept
+    assert sorted(s.id for s in batch.prompts) == ["a", "c"] and int(batch.skipped) == 1
+    assert all(isinstance(s, Sample) and s.turns[-1].role == "assistant" for s in batch.prompts)  # reference kept
     data.packing = object()
     with pytest.raises(ValueError, match="packing does not apply"):
         data.train_dataloader()

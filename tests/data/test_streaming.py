@@ -88,20 +88,21 @@ def test_one_epoch_gives_the_same_batches_as_the_jsonl_loader(demo, processor):
     shards = _batches(StreamingDataModule(train=str(demo / "shards"), **settings), processor)
     assert len(plain) == len(shards) > 3
     file_order = [s.id for s in OmniDataModule(train=str(demo / "demo/omni_train.jsonl")).read("train")]
-    drawn = [i for b in plain for i in b["sample_ids"]]
+    drawn = [i for b in plain for i in b.sample_ids]
     assert drawn != [i for i in file_order if i in set(drawn)]  # a seeded shuffle, not the file's order
     for a, b in zip(plain, shards):
-        assert a["sample_ids"] == b["sample_ids"]
-        for key, value in a.items():
+        assert a.sample_ids == b.sample_ids
+        theirs = {**vars(b), **vars(b.media)}
+        for key, value in {**vars(a), **vars(a.media)}.items():
             if isinstance(value, torch.Tensor):
-                assert torch.equal(value, b[key]), key
+                assert torch.equal(value, theirs[key]), key
 
 
 def test_two_ranks_with_two_workers_read_disjoint_samples_covering_the_data(demo, processor):
     seen = []
     for rank in range(2):
         dm = StreamingDataModule(train=str(demo / "shards"), batch_size=2, num_workers=2, seed=1)
-        seen.append([i for batch in _batches(dm, processor, rank, 2, workers=2) for i in batch["sample_ids"]])
+        seen.append([i for batch in _batches(dm, processor, rank, 2, workers=2) for i in batch.sample_ids])
     n = len(StreamingDataModule(train=str(demo / "shards")).read("train"))
     assert set(seen[0]).isdisjoint(seen[1])
     assert len(seen[0]) == len(seen[1]) == n // 2  # equal shards: the odd sample out is dropped, as for files

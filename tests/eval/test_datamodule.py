@@ -33,19 +33,19 @@ def _first_batch(bench, stage, max_len=None):
 
 def test_batches_carry_item_indices_and_skipped_items_with_reasons(bench, stage):
     batch = _first_batch(bench, stage)
-    assert batch["benchmark"] == "omni_ecom"
-    assert batch["eval_index"] == [0, 2] and batch["eval_real"] == [True, True]
-    assert [i for i, _ in batch["eval_skipped"]] == [1] and "corrupt" in batch["eval_skipped"][0][1]
-    assert batch["attention_mask"][:, -1].all()  # left padded: every prompt ends where generation starts
-    assert batch["sample_ids"] == ["a", "c"] and batch["references"] == ["yes", "refund"]
+    assert batch.benchmark == "omni_ecom"
+    assert batch.eval_index == [0, 2] and batch.eval_real == [True, True]
+    assert [i for i, _ in batch.eval_skipped] == [1] and "corrupt" in batch.eval_skipped[0][1]
+    assert batch.attention_mask[:, -1].all()  # left padded: every prompt ends where generation starts
+    assert batch.sample_ids == ["a", "c"] and batch.references == ["yes", "refund"]
 
 
 def test_a_prompt_over_max_len_is_skipped_not_truncated(bench, stage):
-    lengths = _first_batch(bench, stage)["attention_mask"].sum(1).tolist()
+    lengths = _first_batch(bench, stage).attention_mask.sum(1).tolist()
     batch = _first_batch(bench, stage, max_len=min(lengths))
     shortest = [0, 2][lengths.index(min(lengths))]  # rows 0 and 1 held items 0 and 2
-    assert batch["eval_index"] == [shortest]
-    assert any("exceeds max_len" in reason for _, reason in batch["eval_skipped"])
+    assert batch.eval_index == [shortest]
+    assert any("exceeds max_len" in reason for _, reason in batch.eval_skipped)
 
 
 @pytest.mark.parametrize(("n", "world"), [(7, 3), (8, 2), (1, 2)])

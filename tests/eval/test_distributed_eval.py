@@ -38,8 +38,8 @@ class ScriptedStage(EvalStage):
     """Answers from the items themselves, so the totals test sharding and metric sync, not the model's numerics."""
 
     def generate_text(self, batch, **kwargs):
-        benchmark = {b.name: b for b in self.benchmarks}[batch["benchmark"]]
-        return [_answer(benchmark.items[i]) for i in batch["eval_index"]]
+        benchmark = {b.name: b for b in self.benchmarks}[batch.benchmark]
+        return [_answer(benchmark.items[i]) for i in batch.eval_index]
 
 
 def _datamodule(root: Path, media: dict[str, str]) -> BenchmarkDataModule:

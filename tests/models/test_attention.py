@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from lightning.fabric.utilities.apply_func import move_data_to_device
 
+from valley3.data.batch import Batch
 from valley3.data.packing import PackingCollator
 from valley3.data.processor import IGNORE_INDEX, Example
 from valley3.models.attention import (
@@ -47,9 +49,9 @@ def _examples(lengths=(37, 21, 50), seed=1) -> list[Example]:
     return examples
 
 
-def _packed(decoder: HFDecoder, batch: dict) -> torch.Tensor:
-    embeds = decoder.embed_tokens(batch["input_ids"])
-    return decoder(embeds, position_ids=batch["position_ids"], cu_seqlens=batch["cu_seqlens"])
+def _packed(decoder: HFDecoder, batch: Batch) -> torch.Tensor:
+    embeds = decoder.embed_tokens(batch.input_ids)
+    return decoder(embeds, position_ids=batch.position_ids, cu_seqlens=batch.cu_seqlens)
 
 
 def _grads(decoder: HFDecoder) -> dict[str, torch.Tensor]:
@@ -65,7 +67,7 @@ def test_packed_logits_loss_and_gradients_equal_one_by_one(preset, backend):
     examples = _examples()
     batch = PackingCollator(pad_id=0)([[examples[0], examples[1]], [examples[2]]])  # two rows, one padded
     logits = _packed(decoder, batch)
-    total, count = masked_loss(logits, batch["labels"])
+    total, count = masked_loss(logits, batch.labels)
     (total / count).backward()
     packed_grads = _grads(decoder)
 
@@ -80,7 +82,7 @@ def test_packed_logits_loss_and_gradients_equal_one_by_one(preset, backend):
     single_grads = _grads(decoder)
 
     flat = logits.flatten(0, 1)
-    for ex, start, ref in zip(examples, batch["cu_seqlens"].tolist(), single):
+    for ex, start, ref in zip(examples, batch.cu_seqlens.tolist(), single):
         assert (flat[start : start + len(ex)] - ref).abs().max() <= 1e-5, ex.sample_id
     assert count == sum(counts)
     assert abs(float((total / count).detach()) - float((sum(totals) / sum(counts)).detach())) <= 1e-5
@@ -147,7 +149,7 @@ def test_flash_varlen_packed_equals_one_by_one():
     examples = _examples()
     batch = PackingCollator(pad_id=0)([examples])
     with torch.no_grad():
-        logits = _packed(decoder, {k: v.cuda() for k, v in batch.items() if torch.is_tensor(v)})[0].float()
-        for ex, start in zip(examples, batch["cu_seqlens"].tolist()):
+        logits = _packed(decoder, move_data_to_device(batch, "cuda"))[0].float()
+        for ex, start in zip(examples, batch.cu_seqlens.tolist()):
             ref = decoder(decoder.embed_tokens(ex.input_ids[None].cuda()))[0].float()
             assert (logits[start : start + len(ex)] - ref).abs().max() <= 2e-2, ex.sample_id

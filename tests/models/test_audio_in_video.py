@@ -23,10 +23,6 @@ from valley3.stages.base import build_processor
 
 FPS = 2  # frames sampled per second: temporal grids (2 frames) 1 s apart, 25 TM-RoPE ids apart
 SOUNDS = {"short": (3.0, 0.6), "even": (2.0, 2.0), "long": (1.0, 3.4)}  # name: (video seconds, audio seconds)
-MODEL_KEYS = ("input_ids", "attention_mask", "cu_seqlens", "pixel_values", "image_owner", "audio_features",
-              "audio_lengths", "audio_owner", "video_pixels", "video_frames", "video_owner", "video_timestamps")
-
-
 def write_video(path, seconds: float, sound_seconds: float | None, fps: int = 10) -> str:
     """An mp4 of changing grey frames at `fps`, with a 16 kHz sine track of `sound_seconds` (None: silent)."""
     with av.open(str(path), "w") as container:
@@ -100,8 +96,8 @@ def _id(model, token: str) -> int:
 def _ours(model, example):
     batch = PadCollator(0)([example])
     grids = {"video": torch.tensor([model.decoder.patchify(v)[1] for v in example.video_pixels])}
-    return model.decoder.rope_ids(batch["input_ids"], model.token_ids, grids, batch["video_timestamps"],
-                                  batch["video_frames"])
+    return model.decoder.rope_ids(batch.input_ids, model.token_ids, grids, batch.media.video_timestamps,
+                                  batch.media.video_frames)
 
 
 @pytest.mark.parametrize("name", list(SOUNDS))
@@ -132,11 +128,12 @@ def test_a_packed_batch_mixing_both_layouts_equals_each_sample_alone(model, vide
     assert [tuple(vs_as) in p for p in pairs] == [True, False, True]
     with torch.no_grad():
         packed = PackingCollator(interleaved.pad_id)([items])
-        logits = model(**{k: v for k, v in packed.items() if k in MODEL_KEYS}).flatten(0, 1)
+        logits = model(packed.input_ids, packed.attention_mask, cu_seqlens=packed.cu_seqlens,
+                       media=packed.media).flatten(0, 1)
         start = 0
         for example in items:
             single = PadCollator(interleaved.pad_id)([example])
-            alone = model(**{k: v for k, v in single.items() if k in MODEL_KEYS})[0]
+            alone = model(single.input_ids, single.attention_mask, media=single.media)[0]
             assert (logits[start : start + len(example)] - alone).abs().max() <= 1e-5
             start += len(example)
 
@@ -157,4 +154,4 @@ def test_a_processor_on_another_time_scale_is_a_clear_error(model, videos):
     other = build_processor(model, video=VideoSpec(fps=FPS, audio_in_video=True, ids_per_second=13))
     batch = PadCollator(other.pad_id)([other(_ask("even", videos["even"]))])  # 2 grids: 13 vs 25 ids apart
     with pytest.raises(ValueError, match="not in time order at 25"):
-        model(**{k: v for k, v in batch.items() if k in MODEL_KEYS})
+        model(batch.input_ids, batch.attention_mask, media=batch.media)

@@ -80,13 +80,13 @@ def _image_samples(media) -> list[Sample]:
 def _check_image_tokens(model: OmniModel, batch: dict) -> None:
     """Per picture (sizes differ under native resolution): features out == the processor's num_tokens."""
     placeholders = 0
-    for px in batch["pixel_values"]:
+    for px in batch.media.pixel_values:
         h, w = px.shape[-2:]
         with torch.no_grad():
             features = model.vision_connector(model.vision(px[None]), model.vision.grid(h, w))
         assert features.shape == (1, model.image_num_tokens(h, w), model.decoder.hidden_size)
         placeholders += features.shape[1]
-    assert int((batch["input_ids"] == model.token_ids["image"]).sum()) == placeholders
+    assert int((batch.input_ids == model.token_ids["image"]).sum()) == placeholders
 
 
 CASES = [(v, c, "tiny_qwen3") for v in VISION for c in CONNECTORS]
@@ -110,11 +110,11 @@ def test_audio_encoder_trains_one_step(audio, media):
                [MediaRef("audio", media["long"])]),
     ]
     batch = _train_one_step(model, samples)
-    lengths = batch["audio_lengths"]
+    lengths = batch.media.audio_lengths
     with torch.no_grad():
-        features = model.audio(batch["audio_features"], lengths)
+        features = model.audio(batch.media.audio_features, lengths)
     assert features.shape[0] == sum(model.audio_num_tokens(n) for n in lengths.tolist())
-    assert features.shape[0] == int((batch["input_ids"] == model.token_ids["audio"]).sum())
+    assert features.shape[0] == int((batch.input_ids == model.token_ids["audio"]).sum())
 
 
 @pytest.mark.parametrize("connector", CONNECTORS)

@@ -13,6 +13,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import Qwen3VLForConditionalGeneration
 
+import valley3
+from valley3.data.batch import Media
 from valley3.data.collate import PadCollator
 from valley3.data.schema import MediaRef, Sample, Turn
 from valley3.models import OmniModel
@@ -24,8 +26,6 @@ from valley3.stages.base import build_processor
 from ..conftest import tiny_omni
 
 ROOT = Path(__file__).resolve().parents[2]
-BATCH_KEYS = ("input_ids", "attention_mask", "pixel_values", "image_owner", "audio_features", "audio_lengths",
-              "audio_owner")
 # Loads exports in a process of its own, where unpickling and remote code are made to fail, and writes each
 # model's logits and every tensor of its state back as safetensors. Arguments: (folder, batch, out) triples.
 _LOADER = """
@@ -34,11 +34,13 @@ from safetensors.torch import load_file, save_file
 def refuse(*args, **kwargs):
     raise AssertionError("export loading must not unpickle or run remote code")
 pickle.load = pickle.loads = torch.load = dyn.get_class_from_dynamic_module = refuse
+from valley3.data.batch import Media
 from valley3.models.export import load
 for folder, batch, out in zip(*[iter(sys.argv[1:])] * 3):
     model = load(folder).eval()
+    inputs = load_file(batch)
     with torch.no_grad():
-        logits = model(**load_file(batch))
+        logits = model(inputs.pop("input_ids"), inputs.pop("attention_mask"), media=Media(**inputs))
     state = {"state." + name: t.clone() for name, t in model.state_dict().items()}
     save_file({"logits": logits.contiguous(), **state}, out)
 """
@@ -51,12 +53,19 @@ def _tiny_vl_omni() -> OmniModel:
 
 
 def _batch(model: OmniModel, media: dict[str, str], audio: bool = True) -> dict[str, torch.Tensor]:
+    """The model inputs of one sample as flat tensors (what the loading process reads from a safetensors file)."""
     processor = build_processor(model)
     prompt = "<image>What is it?" + (" Listen: <audio>" if audio else "")
     refs = [MediaRef("image", media["red"])] + ([MediaRef("audio", media["tone"])] if audio else [])
     sample = Sample("s", [Turn("user", prompt), Turn("assistant", "A red tone.")], refs)
     batch = PadCollator(processor.pad_id)([processor(sample)])
-    return {k: batch[k] for k in BATCH_KEYS if k in batch}
+    pictures = {k: v for k, v in vars(batch.media).items() if v is not None}
+    return {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask, **pictures}
+
+
+def _logits(model: OmniModel, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    media = Media(**{k: v for k, v in batch.items() if k not in ("input_ids", "attention_mask")})
+    return model(batch["input_ids"], batch["attention_mask"], media=media)
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +81,9 @@ def exported(tmp_path_factory, media) -> dict[str, tuple[OmniModel, dict, Path, 
         save_file({k: v.contiguous() for k, v in batch.items()}, root / f"{name}.batch.safetensors")
         args += [str(folder), str(root / f"{name}.batch.safetensors"), str(root / f"{name}.out.safetensors")]
         out[name] = (model, batch, folder)
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    source = str(Path(valley3.__file__).parents[1])  # the valley3 this process tests, not another install's
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": os.pathsep.join([source, str(ROOT)]),
+           "OMP_NUM_THREADS": "1"}
     subprocess.run([sys.executable, "-c", _LOADER, *args], check=True, cwd=ROOT, env=env)
     return {name: (*value, load_file(root / f"{name}.out.safetensors")) for name, value in out.items()}
 
@@ -83,7 +94,7 @@ def _assert_round_trip(model: OmniModel, batch: dict, loaded: dict[str, torch.Te
     for name, tensor in state.items():
         assert torch.equal(loaded["state." + name], tensor), name
     with torch.no_grad():
-        assert torch.equal(loaded["logits"], model.eval()(**batch))
+        assert torch.equal(loaded["logits"], _logits(model.eval(), batch))
 
 
 def _assert_no_pickle(folder: Path) -> None:
@@ -194,7 +205,7 @@ def test_valley_omni_export_loads_into_transformers_qwen3_vl_with_equal_logits(e
     theirs = {"input_ids": ids, "attention_mask": batch["attention_mask"], "pixel_values": rows,
               "image_grid_thw": torch.tensor([grid]), "mm_token_type_ids": (ids == model.token_ids["image"]).long()}
     with torch.no_grad():
-        assert torch.equal(model(**batch), hf.eval()(**theirs).logits)
+        assert torch.equal(_logits(model, batch), hf.eval()(**theirs).logits)
 
 
 def test_valley3_8b_config_has_the_release_defaults():

@@ -9,6 +9,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from valley3.data.batch import Media
 from valley3.data.collate import PadCollator
 from valley3.data.media import load_audio, load_image, load_video
 from valley3.data.media.video import load_video_audio
@@ -110,8 +111,8 @@ def _assert_positions_equal(model, example, out, config, interleave) -> None:
                                  second_per_grids=out["video_second_per_grid"])
     batch = PadCollator(0)([example])
     grids = {"image": out["image_grid_thw"], "video": out["video_grid_thw"]}
-    positions, _ = model.decoder.rope_ids(batch["input_ids"], model.token_ids, grids, batch["video_timestamps"],
-                                          batch["video_frames"])
+    positions, _ = model.decoder.rope_ids(batch.input_ids, model.token_ids, grids, batch.media.video_timestamps,
+                                          batch.media.video_frames)
     assert torch.equal(ref.long(), positions)
 
 
@@ -128,12 +129,12 @@ def test_tied_and_untied_exports_load_into_a_model_declaring_its_tied_keys_as_a_
     example = processor(Sample("s", [Turn("user", "<image>What is it?"), Turn("assistant", "Red.")],
                                [MediaRef("image", media["red"])]))
     batch = PadCollator(processor.pad_id)([example])
-    rows, grid = model.decoder.patchify(batch["pixel_values"][0][None])
-    ids = batch["input_ids"]
-    theirs = {"input_ids": ids, "attention_mask": batch["attention_mask"], "pixel_values": rows,
+    rows, grid = model.decoder.patchify(batch.media.pixel_values[0][None])
+    ids = batch.input_ids
+    theirs = {"input_ids": ids, "attention_mask": batch.attention_mask, "pixel_values": rows,
               "image_grid_thw": torch.tensor([grid]), "mm_token_type_ids": (ids == model.token_ids["image"]).long()}
     with torch.no_grad():
-        ours = model(input_ids=ids, attention_mask=batch["attention_mask"], pixel_values=batch["pixel_values"])
+        ours = model(ids, batch.attention_mask, media=Media(pixel_values=batch.media.pixel_values))
         assert torch.equal(ours, loaded(**theirs).logits)
     # What the release hit before: config.json saying "tied" makes transformers 5 call .keys() on the list.
     config["tie_word_embeddings"] = True

@@ -66,8 +66,8 @@ def test_a_batch_of_two_video_sizes_trains_tests_and_predicts(build, data, tmp_p
     assert trainer.global_step == 2 and torch.isfinite(trainer.callback_metrics["train/loss"])
     # Both clips really are in one batch, at two sizes.
     batch = next(iter(dm.test_dataloader()))
-    assert batch["video_frames"].tolist() == [3, 3]
-    assert len({tuple(frame.shape) for frame in batch["video_pixels"]}) == 2
+    assert batch.media.video_frames.tolist() == [3, 3]
+    assert len({tuple(frame.shape) for frame in batch.media.video_pixels}) == 2
     trainer.test(stage, dm)
     assert torch.isfinite(trainer.callback_metrics["test/loss"])
     predictions = [record for batch in trainer.predict(stage, dm) for record in batch]

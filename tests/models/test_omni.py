@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from valley3.data.batch import Batch
 from valley3.data.collate import PadCollator
 from valley3.data.processor import AudioSpec, OmniProcessor
 from valley3.data.schema import MediaRef, Sample, Turn
@@ -32,23 +33,22 @@ def _samples(media: dict[str, str]) -> list[Sample]:
     ]
 
 
-def _batch(stage: OmniStage, samples: list[Sample], **kw) -> dict:
+def _batch(stage: OmniStage, samples: list[Sample], **kw) -> Batch:
     return PadCollator(stage.processor.pad_id, **kw)([stage.processor(s, generation="padding_side" in kw) for s in samples])
 
 
 def test_features_fill_every_placeholder_and_counts_match_num_tokens(stage, media):
     batch = _batch(stage, _samples(media))
-    model, ids = stage.model, batch["input_ids"]
-    images = model.vision_connector(model.vision(batch["pixel_values"]))
-    audio = model.audio(batch["audio_features"], batch["audio_lengths"])
+    model, ids = stage.model, batch.input_ids
+    images = model.vision_connector(model.vision(batch.media.pixel_values))
+    audio = model.audio(batch.media.audio_features, batch.media.audio_lengths)
     assert images.shape[0] * images.shape[1] == int((ids == model.token_ids["image"]).sum()) == 3 * 16
     # 4.7 s -> 470 frames = two 200-frame windows (50 tokens each) + 70 frames (17 tokens); 1.3 s -> 130 frames -> 32.
     assert audio.shape[0] == int((ids == model.token_ids["audio"]).sum()) == 50 + 50 + 17 + 32
-    embeds = model.embed(**{k: batch[k] for k in ("input_ids", "pixel_values", "image_owner", "audio_features",
-                                                  "audio_lengths", "audio_owner")})
+    embeds = model.embed(batch.input_ids, batch.media)
     where = (ids == model.token_ids["image"]).nonzero()
     first = where[0]
-    expected = model.vision_connector(model.vision(batch["pixel_values"][:1]))[0, 0]
+    expected = model.vision_connector(model.vision(batch.media.pixel_values[:1]))[0, 0]
     torch.testing.assert_close(embeds[first[0], first[1]], expected)
 
 
@@ -100,15 +100,13 @@ def test_placeholder_mismatch_names_the_sample(stage, media):
 def test_generate_with_cache_equals_greedy_without_cache(stage, media):
     samples = _samples(media)[:3]
     batch = _batch(stage, samples, padding_side="left")
-    media_keys = ("pixel_values", "image_owner", "audio_features", "audio_lengths", "audio_owner")
-    inputs = {k: batch[k] for k in media_keys}
     steps = 5
-    out = stage.model.generate(batch["input_ids"], batch["attention_mask"], max_new_tokens=steps,
-                               min_new_tokens=steps, **inputs)
-    ids, mask = batch["input_ids"], batch["attention_mask"]
+    out = stage.model.generate(batch.input_ids, batch.attention_mask, max_new_tokens=steps,
+                               min_new_tokens=steps, media=batch.media)
+    ids, mask = batch.input_ids, batch.attention_mask
     for _ in range(steps):  # greedy decoding by full forward passes, no cache
         positions = (mask.cumsum(1) - 1).clamp(min=0)
-        logits = stage.model(ids, attention_mask=mask, position_ids=positions, **inputs)
+        logits = stage.model(ids, attention_mask=mask, position_ids=positions, media=batch.media)
         nxt = logits[:, -1].argmax(-1, keepdim=True)
         ids, mask = torch.cat([ids, nxt], 1), torch.cat([mask, torch.ones_like(nxt)], 1)
     assert torch.equal(out, ids[:, -steps:])
@@ -119,9 +117,9 @@ def test_generate_with_cache_equals_greedy_without_cache(stage, media):
 def test_equal_totals_with_features_shifted_between_samples_still_raise(stage, media):
     samples = _samples(media)[:2]  # one image in the first sample, two in the second
     batch = _batch(stage, samples)
-    ids, image = batch["input_ids"], stage.model.token_ids["image"]
+    ids, image = batch.input_ids, stage.model.token_ids["image"]
     # Move one placeholder from the second sample into the first: totals stay equal, samples do not.
-    first_text = (ids[0] != image) & (batch["labels"][0] == -100) & (batch["attention_mask"][0] == 1)
+    first_text = (ids[0] != image) & (batch.labels[0] == -100) & (batch.attention_mask[0] == 1)
     ids[0, first_text.nonzero()[0, 0]] = image
     ids[1, (ids[1] == image).nonzero()[0, 0]] = stage.processor.pad_id
     with pytest.raises(PlaceholderMismatch, match="omni: 17 placeholders, 16 features; two-images: 31"):

@@ -7,6 +7,8 @@ import torch
 from valley3.models.decoders import Qwen3VLDecoder
 from valley3.models.omni import OmniModel
 
+from ..conftest import forward
+
 IMG, VID, AUD, VS, VE, AS, AE = 1000, 1001, 1002, 1003, 1004, 1005, 1006
 TOKENS = {"image": IMG, "video": VID, "audio": AUD}
 HF_IDS = {"image_token_id": IMG, "video_token_id": VID, "vision_start_token_id": VS, "vision_end_token_id": VE}
@@ -152,11 +154,11 @@ def test_packed_equals_unpacked(valley3, examples, backend):
         valley3 = model.eval()
     with torch.no_grad():
         packed = PackingCollator(processor.pad_id)([items])
-        logits = valley3(**{k: v for k, v in packed.items() if k not in ("labels", "skipped")}).flatten(0, 1)
+        logits = forward(valley3, packed).flatten(0, 1)
         start = 0
         for ex in items:
             single = PadCollator(processor.pad_id)([ex])
-            alone = valley3(**{k: v for k, v in single.items() if k not in ("labels", "skipped")})[0]
+            alone = forward(valley3, single)[0]
             assert (logits[start : start + len(ex)] - alone).abs().max() <= 1e-5
             start += len(ex)
 
@@ -178,9 +180,8 @@ def test_one_training_step_and_generation(valley3, examples):
     valley3.zero_grad(set_to_none=True)
     valley3.eval()
     left = PadCollator(processor.pad_id, padding_side="left")(items)
-    out = stage.model.generate(left["input_ids"], left["attention_mask"], max_new_tokens=3,
-                               **{k: v for k, v in left.items() if k not in ("input_ids", "attention_mask", "labels",
-                                                                          "skipped", "position_ids")})
+    out = stage.model.generate(left.input_ids, left.attention_mask, max_new_tokens=3, media=left.media,
+                               sample_ids=left.sample_ids)
     assert out.shape == (3, 3)
 
 
@@ -193,8 +194,7 @@ def test_a_batch_without_pictures_still_gives_the_trainable_vit_a_zero_gradient(
     vit.requires_grad_(True)  # an earlier test's stage froze it
     valley3.train()
     try:
-        logits = valley3(**{k: batch[k] for k in ("input_ids", "attention_mask", "audio_features", "audio_lengths",
-                                                  "audio_owner")})
+        logits = valley3(batch.input_ids, batch.attention_mask, media=batch.media)  # audio only
         logits.sum().backward()
         grads = [p.grad for p in vit.parameters()]
         assert all(g is not None and not g.any() for g in grads)
@@ -216,12 +216,11 @@ def test_cached_generation_equals_greedy_full_forwards(valley3, examples, media)
     prompts = [processor(Sample("g0", [Turn("user", "<image>colour?")], [MediaRef("image", media["blue"])]), True),
                processor(Sample("g1", [Turn("user", "a longer text-only prompt here")]), True)]
     batch = PadCollator(processor.pad_id, padding_side="left")(prompts)
-    media_keys = ("pixel_values", "image_owner", "sample_ids")
     steps: list[torch.Tensor] = []
     hook = valley3.decoder.model.lm_head.register_forward_hook(lambda m, i, o: steps.append(o))
     try:
-        out = valley3.generate(batch["input_ids"], batch["attention_mask"], max_new_tokens=3,
-                               **{k: batch[k] for k in media_keys if k in batch})
+        out = valley3.generate(batch.input_ids, batch.attention_mask, max_new_tokens=3, media=batch.media,
+                               sample_ids=batch.sample_ids)
     finally:
         hook.remove()
     for row, prompt in enumerate(prompts):
@@ -229,7 +228,8 @@ def test_cached_generation_equals_greedy_full_forwards(valley3, examples, media)
         for step in range(3):
             single = PadCollator(processor.pad_id)([replace(prompt, input_ids=ids, labels=ids)])
             with torch.no_grad():
-                logits = valley3(**{k: single[k] for k in ("input_ids", "attention_mask", *media_keys) if k in single})
+                logits = valley3(single.input_ids, single.attention_mask, media=single.media,
+                                 sample_ids=single.sample_ids)
             assert (logits[0, -1] - steps[step][row]).abs().max() <= 1e-4
             ids = torch.cat([ids, out[row, step : step + 1]])
 
@@ -241,12 +241,11 @@ def test_sampled_generation_follows_the_seed_and_top_k_1_is_greedy(valley3, exam
     processor, items = examples
     valley3.eval()
     left = PadCollator(processor.pad_id, padding_side="left")(items)
-    media = {k: v for k, v in left.items() if k not in ("input_ids", "attention_mask", "labels", "skipped",
-                                                         "position_ids")}
 
     def run(seed, **kwargs):
         torch.manual_seed(seed)
-        return valley3.generate(left["input_ids"], left["attention_mask"], max_new_tokens=6, **media, **kwargs)
+        return valley3.generate(left.input_ids, left.attention_mask, max_new_tokens=6, media=left.media,
+                                sample_ids=left.sample_ids, **kwargs)
 
     greedy = run(0)
     assert torch.equal(run(0, do_sample=True, top_k=1), greedy)
@@ -274,8 +273,7 @@ def test_images_and_videos_share_one_vit_pass(valley3, examples):
     hook = valley3.decoder.model.model.visual.register_forward_hook(lambda *args: calls.append(1))
     try:
         with torch.no_grad():
-            valley3(**{k: v for k, v in PadCollator(processor.pad_id)([image, video]).items()
-                       if k not in ("labels", "skipped", "references")})
+            forward(valley3, PadCollator(processor.pad_id)([image, video]))
     finally:
         hook.remove()
     assert len(calls) == 1
@@ -287,10 +285,9 @@ def test_a_picture_placeholder_mismatch_names_the_sample(valley3, examples):
 
     processor, (image, video, _) = examples
     batch = PadCollator(processor.pad_id)([image, video])
-    ids = batch["input_ids"].clone()
+    ids = batch.input_ids.clone()
     row = 1  # the video sample: turn one of its video placeholders into text
     ids[row, (ids[row] == valley3.token_ids["video"]).nonzero()[0]] = processor.pad_id + 1
-    inputs = {k: v for k, v in batch.items() if k not in ("labels", "skipped", "references", "input_ids")}
-    with pytest.raises(PlaceholderMismatch, match=f"video .*{batch['sample_ids'][row]}: "):
+    with pytest.raises(PlaceholderMismatch, match=f"video .*{batch.sample_ids[row]}: "):
         with torch.no_grad():
-            valley3(input_ids=ids, **inputs)
+            valley3(ids, batch.attention_mask, batch.position_ids, batch.cu_seqlens, batch.media, batch.sample_ids)

@@ -62,7 +62,7 @@ def test_prefix_is_continued_and_not_part_of_the_text(omni_policy, media):
     out = omni_policy.generate([prompt], prefix=[prefix], max_new_tokens=4, seed=0)[0][0]
     assert not out.text.startswith(prefix) and len(out.token_ids) == 4
     batch = omni_policy.completion_batch([prompt], [out.token_ids], prefix=[prefix])
-    assert batch["input_ids"][0, : len(ids)].tolist() == ids
+    assert batch.input_ids[0, : len(ids)].tolist() == ids
     with torch.no_grad():
         recomputed = omni_policy.logprobs(batch).per_sample(batch)[0]
     assert (torch.tensor(out.logprobs) - recomputed).abs().max() <= 1e-4

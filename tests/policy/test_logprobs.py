@@ -9,6 +9,7 @@ from valley3.data.collate import PadCollator
 from valley3.data.processor import IGNORE_INDEX
 from valley3.policy.prompts import prompt_example, with_completion
 
+from ..conftest import forward
 from .conftest import prompts
 
 
@@ -17,7 +18,7 @@ def _reference(policy, prompt, completion, mask, temperature) -> torch.Tensor:
     example = with_completion(prompt_example(policy.processor, prompt), completion, mask, 0)
     batch = PadCollator(policy.processor.pad_id)([example])
     with torch.no_grad():
-        logits = policy.model(**{k: v for k, v in batch.items() if k not in ("labels", "skipped")})[0]
+        logits = forward(policy.model, batch)[0]
     log_p = (logits.float() / temperature).log_softmax(-1)[:-1]
     labels = example.labels[1:]
     keep = labels != IGNORE_INDEX
@@ -41,7 +42,7 @@ def test_packed_equals_padded_equals_full_forward(policy, media, temperature):
         "packed": policy.completion_batch(group, completions, masks, packed=True),
         "packed_rows": policy.completion_batch(group, completions, masks, packed=True, pack_tokens=120),
     }
-    assert layouts["packed_rows"]["input_ids"].shape[0] > 1 and "cu_seqlens" in layouts["packed"]
+    assert layouts["packed_rows"].input_ids.shape[0] > 1 and layouts["packed"].cu_seqlens is not None
     for name, batch in layouts.items():
         with torch.no_grad():
             out = policy.logprobs(batch, temperature)

@@ -44,8 +44,8 @@ def _train(policy, steps: int = 150) -> None:
     torch.manual_seed(0)
     for _ in range(steps):
         batch = collate([examples[i] for i in torch.randint(len(examples), (16,)).tolist()])
-        logits = policy.model(batch["input_ids"], batch["attention_mask"])
-        loss = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1), batch["labels"][:, 1:].flatten(),
+        logits = policy.model(batch.input_ids, batch.attention_mask)
+        loss = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1), batch.labels[:, 1:].flatten(),
                                                  ignore_index=-100)
         optimizer.zero_grad()
         loss.backward()

@@ -71,7 +71,7 @@ def test_rl_rollouts_see_the_same_ids_as_sft_and_inference(policy, level):
     assert prompt == policy.processor(sample, generation=True).input_ids.tolist() == train[: len(prompt)]
     completion = train[len(prompt) : -1]  # the answer and its end-of-turn token (the template's "\n" is not generated)
     batch = policy.completion_batch([record], [completion])
-    assert batch["input_ids"][0].tolist() == train[:-1]
+    assert batch.input_ids[0].tolist() == train[:-1]
 
 
 def test_samples_without_effort_render_as_before(processor):

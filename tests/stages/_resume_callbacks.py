@@ -22,7 +22,7 @@ class LossLog(L.Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
         with open(self.path, "a") as f:
-            row = {"step": trainer.global_step, "loss": float(loss), "ids": batch.get("sample_ids"),
+            row = {"step": trainer.global_step, "loss": float(loss), "ids": getattr(batch, "sample_ids", None),
                    "epoch_batches": trainer.num_training_batches}
             f.write(json.dumps(row) + "\n")
 

@@ -20,6 +20,7 @@ from torch.distributed._composable import checkpoint
 from torch.distributed.fsdp import FSDPModule
 
 from tests.conftest import tiny_omni
+from valley3.data.batch import Batch, Media
 from valley3.stages import OmniStage
 
 STEPS = 3  # two batches per epoch: step 3 opens epoch 1, where the resumed run starts
@@ -38,7 +39,7 @@ class RecordingStage(OmniStage):
         super().log(name, value, *args, **kwargs)
 
 
-def fit(batches: list[dict], devices: int = 1, strategy: Strategy | str = "auto", seed: int = 0,
+def fit(batches: list[Batch], devices: int = 1, strategy: Strategy | str = "auto", seed: int = 0,
         ckpt_path: str | None = None, checkpoint_dir: str | None = None, **stage_args: Any) -> RecordingStage:
     """A tiny OmniModel's stage trained on `batches` (this rank's, in order) for STEPS steps; `.losses` per step."""
     stage = RecordingStage(tiny_omni(seed=seed), default_lr=1e-3, **stage_args)
@@ -54,7 +55,8 @@ def fit(batches: list[dict], devices: int = 1, strategy: Strategy | str = "auto"
 
 def main(batches_path: str, out: str, checkpoint_dir: str) -> None:
     rank = int(os.environ["LOCAL_RANK"])
-    batches = torch.load(batches_path, weights_only=True)[f"rank{rank}"]
+    with torch.serialization.safe_globals([Batch, Media]):  # the typed batches; still no arbitrary unpickling
+        batches = torch.load(batches_path, weights_only=True)[f"rank{rank}"]
     fsdp = lambda: ModelParallelStrategy(data_parallel_size=2, tensor_parallel_size=1)
     result = {"ddp": fit(batches, 2, DDPStrategy(find_unused_parameters=False)).losses}
     sharded = fit(batches, 2, fsdp(), checkpoint_dir=checkpoint_dir, fsdp={"activation_checkpointing": True})

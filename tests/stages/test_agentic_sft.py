@@ -9,7 +9,7 @@ from valley3.data.processor import IGNORE_INDEX
 from valley3.data.schema import MediaRef, Sample, Turn
 from valley3.data.templates import render_tool_call
 from valley3.stages import AgenticSFTStage
-from valley3.stages.base import MODEL_INPUTS, masked_loss
+from valley3.stages.base import masked_loss
 
 from ..conftest import tiny_omni
 
@@ -63,9 +63,9 @@ def test_tool_response_tokens_carry_no_label_and_no_gradient(media):
                   if t.role == "assistant")  # each reply and its <|im_end|>
     assert sum(label != IGNORE_INDEX for label in labels) == trained
     batch = PadCollator(stage.processor.pad_id)([example])
-    logits = stage.model(**{k: batch[k] for k in MODEL_INPUTS if k in batch})
+    logits = stage.logits(batch)
     logits.retain_grad()
-    total, count = masked_loss(logits, batch["labels"])
+    total, count = masked_loss(logits, batch.labels)
     (total / count).backward()
     grad = logits.grad[0].abs().sum(-1)
     predicting_tool = [p - 1 for p in tool_positions]  # logits at p - 1 predict token p

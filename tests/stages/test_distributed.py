@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from valley3.data.batch import Batch
 from valley3.data.collate import PadCollator
 from valley3.data.schema import MediaRef, Sample, Turn
 from valley3.stages import OmniStage
@@ -32,7 +33,7 @@ def _audio(name: str, path: str, answer: str) -> Sample:
     return Sample(name, [Turn("user", "<audio>What is it?"), Turn("assistant", answer)], [MediaRef("audio", path)])
 
 
-def _batches(stage: OmniStage, media: dict[str, str]) -> tuple[list[dict], list[dict], list[dict]]:
+def _batches(stage: OmniStage, media: dict[str, str]) -> tuple[list[Batch], list[Batch], list[Batch]]:
     """Rank 0's batches (images only), rank 1's (audio only, then nothing) and one process's joint batches.
     The ranks' supervised token counts differ, so a mean of per-rank means would not equal the joint mean."""
     images = [[_image("red", media["red"], "Red.")],
@@ -40,11 +41,11 @@ def _batches(stage: OmniStage, media: dict[str, str]) -> tuple[list[dict], list[
     audio = [_audio("tone", media["tone"], "A steady tone at four hundred and forty hertz, quite loud.")]
     collate = PadCollator(stage.processor.pad_id)
     batch = lambda samples: collate([stage.processor(s) for s in samples])
-    rank1 = [batch(audio), {"skipped": torch.tensor(1)}]  # step 2: every sample of rank 1 was unreadable
+    rank1 = [batch(audio), Batch(torch.tensor(1))]  # step 2: every sample of rank 1 was unreadable
     return [batch(s) for s in images], rank1, [batch(images[0] + audio), batch(images[1])]
 
 
-def _grads(stage: OmniStage, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor | None]]:
+def _grads(stage: OmniStage, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor | None]]:
     loss, _ = stage.model_step(batch)
     loss.backward()
     return loss, {name: p.grad for name, p in stage.model.named_parameters() if p.requires_grad}

@@ -9,6 +9,7 @@ import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from tests.conftest import tiny_omni
+from valley3.data.batch import PromptBatch
 from valley3.data.schema import Sample, Turn
 from valley3.models import OmniModel
 from valley3.models.decoders import HFDecoder
@@ -28,7 +29,7 @@ def _prompts(n: int, prefix: str = "p") -> list[Sample]:
 
 def _loader(samples: list[Sample], batch_size: int):
     return torch.utils.data.DataLoader(samples, batch_size=batch_size,
-                                       collate_fn=lambda items: {"prompts": items, "skipped": torch.tensor(0)})
+                                       collate_fn=lambda items: PromptBatch(items, torch.tensor(0)))
 
 
 def _text_model() -> OmniModel:

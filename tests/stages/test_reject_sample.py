@@ -12,6 +12,7 @@ import torch
 
 from tests.conftest import tiny_omni
 from valley3.cli import main
+from valley3.data.batch import Batch
 from valley3.data.formats import read_samples
 from valley3.stages import OmniStage
 from valley3.stages.reject_sample import load_stage, reject_sample
@@ -96,7 +97,8 @@ def test_seeded_sampling_is_repeatable_and_tries_differ(ckpt, data, tmp_path):
     greedy = _answers(tmp_path / "g1")
     assert greedy == _answers(tmp_path / "g2")
     prompt = stage.processor(read_samples(data)[0], generation=True)
-    alone = {"input_ids": prompt.input_ids[None], "attention_mask": torch.ones(1, len(prompt), dtype=torch.long)}
+    alone = Batch(torch.tensor(0), input_ids=prompt.input_ids[None],
+                  attention_mask=torch.ones(1, len(prompt), dtype=torch.long))
     assert greedy["s0"] == stage.generate_text(alone, max_new_tokens=6)  # batched left-padded == alone
 
 
@@ -114,9 +116,9 @@ class FakeGenerate:
         self.calls: list[tuple[list[str], dict]] = []
 
     def __call__(self, batch, **kwargs):
-        self.calls.append((list(batch["sample_ids"]), kwargs))
+        self.calls.append((list(batch.sample_ids), kwargs))
         answers = []
-        for sid in batch["sample_ids"]:
+        for sid in batch.sample_ids:
             right = self.tries[sid] < PASSES[sid]
             self.tries[sid] += 1
             if sid == "s5":

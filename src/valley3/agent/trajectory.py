@@ -6,10 +6,10 @@ import dataclasses
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from lightning.fabric.utilities.apply_func import move_data_to_device
 
+from valley3.data.batch import Batch
 from valley3.data.collate import PadCollator
 from valley3.data.processor import IGNORE_INDEX, Example, OmniProcessor
 from valley3.data.schema import Sample
@@ -76,7 +76,7 @@ class Trajectory:
 
 
 def trajectory_batch(policy: Policy, trajectories: Sequence[Trajectory],
-                     loss_masks: Sequence[Sequence[int]] | None = None) -> dict[str, Any]:
+                     loss_masks: Sequence[Sequence[int]] | None = None) -> Batch:
     """A right-padded batch of whole trajectories on the policy's device: prompt + completion ids, labels where the
     mask (default each trajectory's `loss_mask`) is 1, and every image of each conversation, tool photos included
     (what `Policy.completion_batch` gives for single-turn completions, whose media are the prompt's)."""

@@ -5,6 +5,8 @@ from __future__ import annotations
 import lightning as L
 from lightning.pytorch.utilities import rank_zero_info
 
+from valley3.data.batch import Batch, PromptBatch
+
 
 class LossSummary(L.Callback):
     """Records the training loss every step; prints the mean of the first and last `window` steps.
@@ -20,7 +22,7 @@ class LossSummary(L.Callback):
         self.skipped_batches = 0  # batches whose every sample was skipped: no step, no loss
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self.skipped += int(batch["skipped"]) if "skipped" in batch else 0
+        self.skipped += int(batch.skipped) if isinstance(batch, (Batch, PromptBatch)) else 0
         # A training step that returns None (nothing left in the batch) reaches here as None or {}.
         loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
         if loss is None:

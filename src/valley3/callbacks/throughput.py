@@ -9,15 +9,22 @@ import lightning.pytorch as pl
 from lightning.pytorch.callbacks import ThroughputMonitor
 from torch import nn
 
+from valley3.data.batch import Batch
 
-def batch_tokens(batch: dict[str, Any]) -> int:
+
+def _has_tokens(batch: Any) -> bool:
+    """A token batch with samples left (a GRPO step's batch holds prompt records instead)."""
+    return isinstance(batch, Batch) and not batch.empty
+
+
+def batch_tokens(batch: Batch | Any) -> int:
     """Non-padding tokens of a training batch (packed rows count each sample's tokens once)."""
-    return int(batch["attention_mask"].sum()) if "attention_mask" in batch else 0
+    return int(batch.attention_mask.sum()) if _has_tokens(batch) else 0
 
 
-def batch_samples(batch: dict[str, Any]) -> int:
+def batch_samples(batch: Batch | Any) -> int:
     """Samples of a training batch: a packed row holds several."""
-    return len(batch["sample_ids"]) if "sample_ids" in batch else 0
+    return len(batch.sample_ids) if _has_tokens(batch) else 0
 
 
 def _text_config(model: nn.Module) -> Any:
@@ -72,8 +79,8 @@ class TokenThroughput(ThroughputMonitor):
 
     def on_train_batch_start(self, trainer, pl_module, batch: Any, batch_idx: int) -> None:
         # ThroughputMonitor reads `flops_per_batch` off the module after the step; set it for this batch's shape
-        if "input_ids" in batch:
-            per_token = flops_per_token(pl_module.model, batch["input_ids"].shape[1])
+        if _has_tokens(batch):
+            per_token = flops_per_token(pl_module.model, batch.input_ids.shape[1])
             pl_module.flops_per_batch = int(per_token * batch_tokens(batch))
 
 
@@ -102,6 +109,6 @@ class DataWait(pl.Callback):
         if self._end is not None:
             self._waits = [*self._waits, (self._start - self._end, now - self._end)][-self.window_size :]
             wait, step = map(sum, zip(*self._waits))
-            n = batch["input_ids"].shape[0] if "input_ids" in batch else 1
+            n = batch.input_ids.shape[0] if _has_tokens(batch) else 1
             pl_module.log("train/data_wait_share", wait / max(step, 1e-9), batch_size=n)
         self._end = now

@@ -1,11 +1,10 @@
-"""PadCollator: examples -> one padded batch; media grouped by modality in sample order."""
+"""PadCollator: examples -> one padded `Batch`; media grouped by modality in sample order."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
+from valley3.data.batch import Batch, Media
 from valley3.data.processor import IGNORE_INDEX, Example
 
 
@@ -17,35 +16,37 @@ def stack_or_list(pictures: list[torch.Tensor]) -> torch.Tensor | list[torch.Ten
     return pictures
 
 
-def group_media(examples: list[Example]) -> dict[str, Any]:
-    """Every example's media by modality, in sample order; `*_owner` is the index in `examples` of each item's owner.
-
-    Images: `pixel_values` (see `stack_or_list`; each tile is one item) and `image_owner` [I]. Videos: their
-    frames one after another in `video_pixels` (as `pixel_values`), `video_frames` [V] frames per video,
-    `video_owner` [V] and `video_timestamps` [sum frames] seconds. Audio: `audio_features` [A, mels, longest]
-    zero-padded, `audio_lengths` [A] and `audio_owner` [A].
-    """
-    batch: dict[str, Any] = {}
+def group_media(examples: list[Example]) -> Media:
+    """Every example's media by modality, in sample order; each `*_owner` is the index in `examples` of each item's
+    owner. Pictures are stacked when they share a size (see `stack_or_list`)."""
+    media = Media()
     images = [(row, px) for row, ex in enumerate(examples) for px in ex.pixel_values]
     if images:
-        batch["pixel_values"] = stack_or_list([px for _, px in images])
-        batch["image_owner"] = torch.tensor([row for row, _ in images], dtype=torch.long)
+        media.pixel_values = stack_or_list([px for _, px in images])
+        media.image_owner = torch.tensor([row for row, _ in images], dtype=torch.long)
     videos = [(row, v, t) for row, ex in enumerate(examples) for v, t in zip(ex.video_pixels, ex.video_timestamps)]
     if videos:
-        batch["video_pixels"] = stack_or_list([frame for _, v, _ in videos for frame in v])
-        batch["video_frames"] = torch.tensor([v.shape[0] for _, v, _ in videos], dtype=torch.long)
-        batch["video_owner"] = torch.tensor([row for row, _, _ in videos], dtype=torch.long)
-        batch["video_timestamps"] = torch.cat([t for _, _, t in videos])
+        media.video_pixels = stack_or_list([frame for _, v, _ in videos for frame in v])
+        media.video_frames = torch.tensor([v.shape[0] for _, v, _ in videos], dtype=torch.long)
+        media.video_owner = torch.tensor([row for row, _, _ in videos], dtype=torch.long)
+        media.video_timestamps = torch.cat([t for _, _, t in videos])
     audios = [(row, mel) for row, ex in enumerate(examples) for mel in ex.audio_features]
     if audios:
         lengths = [mel.shape[-1] for _, mel in audios]
         features = torch.zeros(len(audios), audios[0][1].shape[0], max(lengths))
         for i, (_, mel) in enumerate(audios):
             features[i, :, : mel.shape[-1]] = mel
-        batch["audio_features"] = features
-        batch["audio_lengths"] = torch.tensor(lengths, dtype=torch.long)
-        batch["audio_owner"] = torch.tensor([row for row, _ in audios], dtype=torch.long)
-    return batch
+        media.audio_features = features
+        media.audio_lengths = torch.tensor(lengths, dtype=torch.long)
+        media.audio_owner = torch.tensor([row for row, _ in audios], dtype=torch.long)
+    return media
+
+
+def generation_fields(examples: list[Example]) -> dict[str, list[str | None] | None]:
+    """The held-out `references` and the `prompts` of generation examples; None where no example has one."""
+    references, prompts = [ex.reference for ex in examples], [ex.prompt for ex in examples]
+    return {"references": references if any(r is not None for r in references) else None,
+            "prompts": prompts if any(p is not None for p in prompts) else None}
 
 
 class PadCollator:
@@ -62,11 +63,11 @@ class PadCollator:
         self.pad_id = pad_id
         self.padding_side = padding_side
 
-    def __call__(self, items: list[Example | None]) -> dict[str, Any]:
+    def __call__(self, items: list[Example | None]) -> Batch:
         examples = [ex for ex in items if ex is not None]
-        batch: dict[str, Any] = {"skipped": torch.tensor(len(items) - len(examples))}
+        skipped = torch.tensor(len(items) - len(examples))
         if not examples:
-            return batch
+            return Batch(skipped)
         width = max(len(ex) for ex in examples)
         shape = (len(examples), width)
         input_ids = torch.full(shape, self.pad_id, dtype=torch.long)
@@ -80,16 +81,13 @@ class PadCollator:
             labels[row, span] = ex.labels
             attention_mask[row, span] = 1
             position_ids[row, span] = torch.arange(n)
-        batch.update(
+        return Batch(
+            skipped,
             input_ids=input_ids,
             labels=labels,
             attention_mask=attention_mask,
             position_ids=position_ids,
             sample_ids=[ex.sample_id for ex in examples],
-            **group_media(examples),
+            media=group_media(examples),
+            **generation_fields(examples),
         )
-        if any(ex.reference is not None for ex in examples):
-            batch["references"] = [ex.reference for ex in examples]
-        if any(ex.prompt is not None for ex in examples):
-            batch["prompts"] = [ex.prompt for ex in examples]
-        return batch

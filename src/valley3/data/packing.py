@@ -5,12 +5,12 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
 
-from valley3.data.collate import group_media
+from valley3.data.batch import Batch
+from valley3.data.collate import generation_fields, group_media
 from valley3.data.processor import IGNORE_INDEX, Example
 
 OVER_LONG = ("truncate", "skip")
@@ -205,7 +205,7 @@ def _arange(example: Example) -> torch.Tensor:
 
 
 class PackingCollator:
-    """Packs -> one batch with PadCollator's keys: each pack is a row, samples concatenated, position ids
+    """Packs -> one `Batch`, as PadCollator's: each pack is a row, samples concatenated, position ids
     restarting per sample, `cu_seqlens` marking sample boundaries over the flattened rows (a row's padding
     joins its last sample, which never attends forward), and media grouped by modality in sample order with
     `*_owner` = the sample's index in `sample_ids`. Accepts one pack (a list of examples) or a list of packs.
@@ -247,7 +247,7 @@ class PackingCollator:
         self.position_ids = position_ids or _arange
         self.pad_to = pad_to
 
-    def __call__(self, items: Sequence[Example | None] | Sequence[Sequence[Example | None]]) -> dict[str, Any]:
+    def __call__(self, items: Sequence[Example | None] | Sequence[Sequence[Example | None]]) -> Batch:
         packs = [items] if all(i is None or isinstance(i, Example) for i in items) else items
         rows, skipped = [], 0
         for pack in packs:
@@ -256,9 +256,8 @@ class PackingCollator:
             skipped += sum(ex is None for ex in fitted)
             if any(ex is not None for ex in fitted):
                 rows.append([ex for ex in fitted if ex is not None])
-        batch: dict[str, Any] = {"skipped": torch.tensor(skipped)}
         if not rows:
-            return batch
+            return Batch(torch.tensor(skipped))
         longest = max(sum(map(len, row)) for row in rows)
         width = self.pad_to or longest
         if width < longest:
@@ -282,15 +281,14 @@ class PackingCollator:
                 lengths.append(len(ex))
                 start, k = start + len(ex), k + 1
             lengths[-1] += width - start
-        batch.update(
+        return Batch(
+            torch.tensor(skipped),
             input_ids=input_ids,
             labels=labels,
             attention_mask=attention_mask,
             position_ids=position_ids,
             cu_seqlens=torch.tensor([0] + lengths, dtype=torch.int32).cumsum(0, dtype=torch.int32),
             sample_ids=[ex.sample_id for ex in examples],
-            **group_media(examples),
+            media=group_media(examples),
+            **generation_fields(examples),
         )
-        if any(ex.reference is not None for ex in examples):
-            batch["references"] = [ex.reference for ex in examples]
-        return batch

@@ -5,11 +5,11 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Iterator
-from typing import Any
 
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from valley3.data.batch import EvalBatch
 from valley3.data.collate import PadCollator
 from valley3.data.datamodules.base import BaseDataModule
 from valley3.data.media import MediaError
@@ -64,13 +64,14 @@ class _EvalCollator:
     def __init__(self, pad_id: int, benchmark: str) -> None:
         self.pad, self.benchmark = PadCollator(pad_id, padding_side="left"), benchmark
 
-    def __call__(self, rows: list[tuple[Example | None, int, bool, str | None]]) -> dict[str, Any]:
-        batch = self.pad([ex for ex, *_ in rows])
-        batch["benchmark"] = self.benchmark
-        batch["eval_index"] = [index for ex, index, _, _ in rows if ex is not None]
-        batch["eval_real"] = [not padding for ex, _, padding, _ in rows if ex is not None]
-        batch["eval_skipped"] = [(index, err) for ex, index, padding, err in rows if ex is None and not padding]
-        return batch
+    def __call__(self, rows: list[tuple[Example | None, int, bool, str | None]]) -> EvalBatch:
+        return EvalBatch(
+            **vars(self.pad([ex for ex, *_ in rows])),
+            benchmark=self.benchmark,
+            eval_index=[index for ex, index, _, _ in rows if ex is not None],
+            eval_real=[not padding for ex, _, padding, _ in rows if ex is not None],
+            eval_skipped=[(index, err) for ex, index, padding, err in rows if ex is None and not padding],
+        )
 
 
 class BenchmarkDataModule(BaseDataModule):

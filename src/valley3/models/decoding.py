@@ -10,6 +10,8 @@ import torch
 from transformers.cache_utils import Cache
 from transformers.generation.logits_process import TopKLogitsWarper, TopPLogitsWarper
 
+from valley3.data.batch import Media
+
 # (rows, their new tokens) -> for each row, whether a stop condition outside the loop (a stop string) ends it now.
 OnTokens = Callable[[list[int], list[int]], list[bool]]
 
@@ -107,8 +109,9 @@ class Decoded:
 
 
 @torch.no_grad()
-def decode(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, media: dict[str, Any],
-           sampling: Sampling, n: int = 1, on_tokens: OnTokens | None = None) -> list[Decoded]:
+def decode(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, media: Media | None,
+           sampling: Sampling, n: int = 1, on_tokens: OnTokens | None = None,
+           sample_ids: Sequence[str] | None = None) -> list[Decoded]:
     """Continue left-padded prompts; rows r*n .. r*n+n-1 of the result continue prompt r.
 
     `model` is an OmniModel (`prefill` runs the prompts and their media once, `decode_step` one token per row).
@@ -118,7 +121,7 @@ def decode(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, me
     out = [Decoded() for _ in range(input_ids.shape[0] * n)]
     if sampling.max_new_tokens == 0:
         return out
-    logits, state = model.prefill(input_ids, attention_mask, **media)
+    logits, state = model.prefill(input_ids, attention_mask, media, sample_ids)
     if n > 1:
         state.repeat(n)
         logits = logits.repeat_interleave(n, dim=0)
@@ -156,12 +159,13 @@ def decode(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, me
 def generate_ids(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, max_new_tokens: int = 64, *,
                  do_sample: bool = False, temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0,
                  eos_token_id: int | Sequence[int] | None = None, pad_token_id: int | None = None,
-                 min_new_tokens: int = 0, generator: torch.Generator | None = None, **media: Any) -> torch.Tensor:
+                 min_new_tokens: int = 0, generator: torch.Generator | None = None,
+                 media: Media | None = None, sample_ids: Sequence[str] | None = None) -> torch.Tensor:
     """`decode` as a padded tensor [B, longest]: greedy unless `do_sample` (then torch's global random stream unless
     `generator`); a row that ends keeps its eos id, then `pad_token_id` (default: the eos id)."""
     eos = () if eos_token_id is None else tuple(eos_token_id) if isinstance(eos_token_id, Sequence) else (eos_token_id,)
     sampling = Sampling(max_new_tokens, temperature if do_sample else 0.0, top_k, top_p, eos, min_new_tokens, generator)
-    rows = decode(model, input_ids, attention_mask, media, sampling)
+    rows = decode(model, input_ids, attention_mask, media, sampling, sample_ids=sample_ids)
     ids = [r.token_ids + ([eos[0]] if r.finish_reason == "eos" else []) for r in rows]
     pad = pad_token_id if pad_token_id is not None else (eos[0] if eos else 0)
     out = torch.full((len(ids), max(map(len, ids))), pad, dtype=torch.long, device=input_ids.device)

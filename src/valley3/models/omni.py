@@ -10,6 +10,7 @@ import torch
 from torch import nn
 from torch.distributed.fsdp import FSDPModule
 
+from valley3.data.batch import Media, Pictures
 from valley3.models.audio.base import AudioEncoder
 from valley3.models.connectors.audio_mlp import AudioMLPConnector
 from valley3.models.connectors.mlp import MLPConnector
@@ -21,9 +22,6 @@ from valley3.models.init_args import records_init_args
 # A connector is given as a class (or partial) that OmniModel calls with (encoder width, decoder width),
 # so a YAML never repeats the widths of the components it connects.
 ConnectorFactory = Callable[[int, int], nn.Module]
-
-# Batch keys a decoder with its own vision tower takes instead of OmniModel.embed.
-_DECODER_VISION_KEYS = ("pixel_values", "video_pixels", "video_frames", "video_timestamps")
 
 MEDIA_TOKENS = {"image": "<|image_pad|>", "video": "<|video_pad|>", "audio": "<|audio_pad|>"}
 
@@ -105,64 +103,51 @@ class OmniModel(nn.Module):
         self.decoder.resize_vocab(vocab_size)
 
     # -- forward --------------------------------------------------------------------------------
-    def embed(
-        self,
-        input_ids: torch.Tensor,
-        pixel_values: torch.Tensor | Sequence[torch.Tensor] | None = None,
-        image_owner: torch.Tensor | None = None,
-        audio_features: torch.Tensor | None = None,
-        audio_lengths: torch.Tensor | None = None,
-        audio_owner: torch.Tensor | None = None,
-        video_pixels: torch.Tensor | Sequence[torch.Tensor] | None = None,
-        video_frames: torch.Tensor | None = None,
-        video_owner: torch.Tensor | None = None,
-        video_timestamps: torch.Tensor | None = None,  # read by decoders that place video on a time axis
-        sample_ids: Sequence[str] | None = None,
-        cu_seqlens: torch.Tensor | None = None,
-    ) -> torch.Tensor:
+    def embed(self, input_ids: torch.Tensor, media: Media | None = None, sample_ids: Sequence[str] | None = None,
+              cu_seqlens: torch.Tensor | None = None) -> torch.Tensor:
         """Token embeddings with every placeholder replaced by its media feature, in order.
 
-        Pictures (`pixel_values`, and `video_pixels`: the frames of every video one after another) come as
-        [N, 3, H, W], or as a list of [3, H, W] when sizes differ (native resolution). `video_frames` says how
-        many frames each video has. In a packed batch `*_owner` indexes samples (not rows) and `cu_seqlens` says
-        where each sample lies, so a mismatch still names the sample at fault.
+        Pictures (`media.pixel_values`, and `media.video_pixels`: the frames of every video one after another) come
+        as [N, 3, H, W], or as a list of [3, H, W] when sizes differ (native resolution). In a packed batch the
+        `*_owner` tensors index samples (not rows) and `cu_seqlens` says where each sample lies, so a mismatch still
+        names the sample at fault (`sample_ids`). A decoder that carries its own vision takes the pictures itself
+        (see `forward`); here only audio is scattered for it.
         """
         if not self.token_ids:
             raise RuntimeError("OmniModel.bind_tokenizer(...) must run before the model sees tokens")
+        media = media or Media()
         embeds = self.decoder.embed_tokens(input_ids)
         where = (sample_ids, cu_seqlens)
-        if pixel_values is not None and len(pixel_values):
-            features, per_item = self._encode_pictures(pixel_values)
-            embeds = self._scatter(embeds, input_ids, "image", features, per_item, image_owner, *where)
-        if video_pixels is not None and len(video_pixels):
-            features, per_frame = self._encode_pictures(video_pixels)
-            per_video = [sum(n) for n in _split(per_frame, video_frames.tolist())]
-            embeds = self._scatter(embeds, input_ids, "video", features, per_video, video_owner, *where)
-        embeds = self._with_dummy_inputs(embeds, "vision", pixel_values, video_pixels)
-        if audio_features is not None and len(audio_features):
-            features = self.audio_connector(self.audio(audio_features, audio_lengths))
-            per_item = [self.audio_num_tokens(n) for n in audio_lengths.tolist()]
-            embeds = self._scatter(embeds, input_ids, "audio", features, per_item, audio_owner, *where)
-        embeds = self._with_dummy_inputs(embeds, "audio", audio_features)
-        given = {"image": pixel_values, "audio": audio_features, "video": video_pixels}
-        if self.decoder.owns_vision:  # the decoder scatters and checks its own pictures
-            given = {"audio": audio_features}
-        for kind, inputs in given.items():
-            if (inputs is None or not len(inputs)) and (input_ids == self.token_ids[kind]).any():
+        given = {"audio": media.has_audio}
+        if not self.decoder.owns_vision:
+            given |= {"image": media.has_images, "video": media.has_videos}
+            if media.has_images:
+                features, per_item = self._encode_pictures(media.pixel_values)
+                embeds = self._scatter(embeds, input_ids, "image", features, per_item, media.image_owner, *where)
+            if media.has_videos:
+                features, per_frame = self._encode_pictures(media.video_pixels)
+                per_video = [sum(n) for n in _split(per_frame, media.video_frames.tolist())]
+                embeds = self._scatter(embeds, input_ids, "video", features, per_video, media.video_owner, *where)
+            embeds = self._with_dummy_inputs(embeds, "vision", media.has_images or media.has_videos)
+        if media.has_audio:
+            features = self.audio_connector(self.audio(media.audio_features, media.audio_lengths))
+            per_item = [self.audio_num_tokens(n) for n in media.audio_lengths.tolist()]
+            embeds = self._scatter(embeds, input_ids, "audio", features, per_item, media.audio_owner, *where)
+        embeds = self._with_dummy_inputs(embeds, "audio", media.has_audio)
+        for kind, present in given.items():
+            if not present and (input_ids == self.token_ids[kind]).any():
                 raise PlaceholderMismatch(f"the batch has {kind} placeholder tokens but no {kind} inputs")
         return embeds
 
     def _runs_dummy_inputs(self) -> bool:
         return self.dummy_inputs and self.training and torch.is_grad_enabled()
 
-    def _with_dummy_inputs(self, embeds: torch.Tensor, kind: str, *inputs: Any) -> torch.Tensor:
+    def _with_dummy_inputs(self, embeds: torch.Tensor, kind: str, given: bool) -> torch.Tensor:
         """`embeds` + 0 x the features of a zero input through `kind`'s tower (vision or audio) when the batch has
         no input for it (see `dummy_inputs`): the same values bit for bit, an exactly-zero gradient for the tower."""
         vision = kind == "vision"
         encoder, connector = (self.vision, self.vision_connector) if vision else (self.audio, self.audio_connector)
-        if encoder is None or not self._runs_dummy_inputs():
-            return embeds
-        if any(x is not None and len(x) for x in inputs):
+        if encoder is None or given or not self._runs_dummy_inputs():
             return embeds
         trainable = any(p.requires_grad for p in [*encoder.parameters(), *connector.parameters()])
         if not trainable and not any(isinstance(m, FSDPModule) for m in encoder.modules()):
@@ -177,7 +162,7 @@ class OmniModel(nn.Module):
             features = connector(encoder(torch.zeros(1, encoder.n_mels, frames, **zeros), lengths))
         return embeds + 0 * features.sum().to(embeds.dtype)
 
-    def _encode_pictures(self, pixels: torch.Tensor | Sequence[torch.Tensor]) -> tuple[torch.Tensor, list[int]]:
+    def _encode_pictures(self, pixels: Pictures) -> tuple[torch.Tensor, list[int]]:
         """Connector outputs of every picture, concatenated in order [sum tokens, width], and tokens per picture.
 
         Pictures of one size share a forward pass; a native-resolution batch runs one pass per distinct size.
@@ -234,31 +219,34 @@ class OmniModel(nn.Module):
         bad = [f"{n}: {p} placeholders, {f} features" for n, p, f in zip(names, placeholders, produced) if p != f]
         return f"{kind} placeholder count does not match the encoder's output for sample(s) " + "; ".join(bad)
 
-    def _decoder_inputs(self, input_ids, cu_seqlens, media) -> tuple[torch.Tensor, dict[str, Any]]:
+    def _decoder_inputs(self, input_ids, media, sample_ids, cu_seqlens) -> tuple[torch.Tensor, dict[str, Any]]:
         """Token embeddings with OmniModel's media scattered in, and what the decoder takes besides: nothing for
         composed encoders; the tokens and the pictures for a decoder that carries its own vision (Qwen3-VL)."""
         if not self.decoder.owns_vision:
-            return self.embed(input_ids, cu_seqlens=cu_seqlens, **media), {}
-        pictures = {k: media.pop(k) for k in _DECODER_VISION_KEYS if k in media}
-        self._check_native_pictures(input_ids, pictures, media, cu_seqlens)
-        embeds = self.embed(input_ids, cu_seqlens=cu_seqlens, **media)
-        return embeds, {"input_ids": input_ids, "token_ids": self.token_ids, **pictures}
+            return self.embed(input_ids, media, sample_ids, cu_seqlens), {}
+        media = media or Media()
+        self._check_native_pictures(input_ids, media, sample_ids, cu_seqlens)
+        embeds = self.embed(input_ids, media, sample_ids, cu_seqlens)
+        return embeds, {"input_ids": input_ids, "token_ids": self.token_ids, "pixel_values": media.pixel_values,
+                        "video_pixels": media.video_pixels, "video_frames": media.video_frames,
+                        "video_timestamps": media.video_timestamps}
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 position_ids: torch.Tensor | None = None, cu_seqlens: torch.Tensor | None = None,
-                **media: Any) -> torch.Tensor:
-        """Logits [B, L, vocab]. `media` takes the batch's media keys (see `embed`); `cu_seqlens` marks a
-        packed batch (sample boundaries over the flattened rows), whose samples never attend to each other."""
-        embeds, extra = self._decoder_inputs(input_ids, cu_seqlens, media)
+                media: Media | None = None, sample_ids: Sequence[str] | None = None) -> torch.Tensor:
+        """Logits [B, L, vocab]. `cu_seqlens` marks a packed batch (sample boundaries over the flattened rows), whose
+        samples never attend to each other; `sample_ids` name the samples in errors (see `embed`)."""
+        embeds, extra = self._decoder_inputs(input_ids, media, sample_ids, cu_seqlens)
         if extra:
             return self.decoder(embeds, attention_mask, position_ids, cu_seqlens,
                                 dummy_inputs=self._runs_dummy_inputs(), **extra)
         return self.decoder(embeds, attention_mask=attention_mask, position_ids=position_ids, cu_seqlens=cu_seqlens)
 
     # -- cached decoding: the loop is `models.decoding.decode` ------------------------------------
-    def prefill(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **media: Any):
+    def prefill(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, media: Media | None = None,
+                sample_ids: Sequence[str] | None = None):
         """Logits [B, vocab] after each left-padded prompt (its media encoded once) and the state to continue it."""
-        embeds, extra = self._decoder_inputs(input_ids, None, media)
+        embeds, extra = self._decoder_inputs(input_ids, media, sample_ids, None)
         return self.decoder.prefill(embeds, attention_mask, **extra)
 
     def decode_step(self, tokens: torch.Tensor, state: DecodeState) -> torch.Tensor:
@@ -266,25 +254,22 @@ class OmniModel(nn.Module):
         return self.decoder.step(self.decoder.embed_tokens(tokens[:, None]), state)
 
     def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, max_new_tokens: int = 64,
-                 **kwargs: Any) -> torch.Tensor:
+                 media: Media | None = None, **kwargs: Any) -> torch.Tensor:
         """Continuation ids [B, new] of left-padded prompts; see `models.decoding.generate_ids` (greedy by default)."""
-        return generate_ids(self, input_ids, attention_mask, max_new_tokens, **kwargs)
+        return generate_ids(self, input_ids, attention_mask, max_new_tokens, media=media, **kwargs)
 
-    def _check_native_pictures(self, input_ids, pictures, media, cu_seqlens) -> None:
+    def _check_native_pictures(self, input_ids, media: Media, sample_ids, cu_seqlens) -> None:
         """Per-sample placeholder check for a decoder that scatters pictures itself (Qwen3-VL), so a mismatch names
         the sample as the composed path does."""
-        images, videos = pictures.get("pixel_values"), pictures.get("video_pixels")
-        per_kind = {}
-        if images is not None and len(images):
-            per_kind["image"] = [self.image_num_tokens(*p.shape[-2:]) for p in images]
-        if videos is not None and len(videos):
-            tp, sizes = self.decoder.temporal_patch_size, [p.shape[-2:] for p in videos]
-            starts = [0, *accumulate(pictures["video_frames"].tolist())][:-1]
-            per_kind["video"] = [-(-n // tp) * self.image_num_tokens(*sizes[start])
-                                 for start, n in zip(starts, pictures["video_frames"].tolist())]
-        for kind, per_item in per_kind.items():
-            self._check_placeholders(input_ids, kind, per_item, media.get(f"{kind}_owner"), media.get("sample_ids"),
-                                     cu_seqlens)
+        if media.has_images:
+            per_item = [self.image_num_tokens(*p.shape[-2:]) for p in media.pixel_values]
+            self._check_placeholders(input_ids, "image", per_item, media.image_owner, sample_ids, cu_seqlens)
+        if media.has_videos:
+            tp, frames = self.decoder.temporal_patch_size, media.video_frames.tolist()
+            starts = [0, *accumulate(frames)][:-1]
+            per_item = [-(-n // tp) * self.image_num_tokens(*media.video_pixels[start].shape[-2:])
+                        for start, n in zip(starts, frames)]
+            self._check_placeholders(input_ids, "video", per_item, media.video_owner, sample_ids, cu_seqlens)
 
     @property
     def block_classes(self) -> set[type[nn.Module]]:

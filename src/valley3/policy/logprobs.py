@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
-
 import torch
 
+from valley3.data.batch import Batch
 from valley3.data.processor import IGNORE_INDEX
 
 
@@ -18,17 +17,17 @@ class TokenLogProbs:
     entropy: torch.Tensor  # [B, L] float32: entropy of the predictive distribution there, 0 elsewhere
     mask: torch.Tensor  # [B, L] bool: True where labelled
 
-    def per_sample(self, batch: dict[str, Any]) -> list[torch.Tensor]:
+    def per_sample(self, batch: Batch) -> list[torch.Tensor]:
         """Each sample's labelled log-probs, in order: one per row of a padded batch, one per `cu_seqlens` piece of
         a packed one (the same list either way)."""
         return [values[mask] for values, mask in zip(*self._pieces(self.logprobs, batch))]
 
-    def entropy_per_sample(self, batch: dict[str, Any]) -> list[torch.Tensor]:
+    def entropy_per_sample(self, batch: Batch) -> list[torch.Tensor]:
         """As `per_sample`, for the entropy."""
         return [values[mask] for values, mask in zip(*self._pieces(self.entropy, batch))]
 
-    def _pieces(self, values: torch.Tensor, batch: dict[str, Any]):
-        cu_seqlens = batch.get("cu_seqlens")
+    def _pieces(self, values: torch.Tensor, batch: Batch):
+        cu_seqlens = batch.cu_seqlens
         if cu_seqlens is None:
             return values, self.mask
         sizes = cu_seqlens.diff().tolist()

@@ -11,6 +11,7 @@ import torch
 from jsonargparse import ArgumentParser
 from lightning.fabric.utilities.apply_func import move_data_to_device
 
+from valley3.data.batch import Batch
 from valley3.data.collate import PadCollator
 from valley3.data.packing import PackingCollator
 from valley3.data.processor import OmniProcessor, VideoSpec
@@ -20,9 +21,6 @@ from valley3.policy.logprobs import TokenLogProbs, token_logprobs
 from valley3.policy.prompts import Prompt, build_processor, prompt_example, with_completion
 from valley3.policy.text import GrowingText
 from valley3.reasoning.effort import effort_levels
-
-# Batch keys that are not model inputs.
-_NOT_INPUTS = ("labels", "skipped", "references", "prompts")
 
 
 @dataclass
@@ -104,13 +102,11 @@ class Policy:
                 self._emit(streamer, row, texts[row].push(token))
             return [texts[row].stop is not None for row in rows]
 
-        inputs = {k: v for k, v in batch.items() if k not in (*_NOT_INPUTS, "position_ids")}
-        media = {k: v for k, v in inputs.items() if k not in ("input_ids", "attention_mask")}
         training = self.model.training
         self.model.eval()  # no dropout while sampling
         try:
-            rows = decode(self.model, batch["input_ids"], batch["attention_mask"], media, sampling, n,
-                          on_tokens if track else None)
+            rows = decode(self.model, batch.input_ids, batch.attention_mask, batch.media, sampling, n,
+                          on_tokens if track else None, batch.sample_ids)
         finally:
             self.model.train(training)
         out = []
@@ -130,7 +126,7 @@ class Policy:
     def completion_batch(self, prompts: Sequence[Prompt], completions: Sequence[Sequence[int]],
                          loss_masks: Sequence[Sequence[int]] | None = None, packed: bool = False, *,
                          prefix: Sequence[str | None] | None = None, padding_side: str = "right",
-                         pack_tokens: int | None = None) -> dict[str, Any]:
+                         pack_tokens: int | None = None) -> Batch:
         """A batch of prompt ids (+ media) followed by each completion's ids, on the policy's device.
 
         prompts[i] pairs with completions[i]; labels are the completion ids where `loss_masks[i]` is 1 (tool responses
@@ -155,11 +151,12 @@ class Policy:
             batch = PadCollator(self.processor.pad_id, padding_side)(examples)
         return move_data_to_device(batch, self.device)
 
-    def logprobs(self, batch: dict[str, Any], temperature: float = 1.0) -> TokenLogProbs:
+    def logprobs(self, batch: Batch, temperature: float = 1.0) -> TokenLogProbs:
         """Per-token log-probs and entropy of the batch's labelled tokens under softmax(logits / temperature), fp32,
         with gradients when grad is enabled (GRPO trains through it). Padded or packed, the values are the same."""
-        logits = self.model(**{k: v for k, v in batch.items() if k not in _NOT_INPUTS})
-        return token_logprobs(logits, batch["labels"], temperature)
+        logits = self.model(batch.input_ids, batch.attention_mask, batch.position_ids, batch.cu_seqlens, batch.media,
+                            batch.sample_ids)
+        return token_logprobs(logits, batch.labels, temperature)
 
 
 def _rows_in_order(examples: list, pack_tokens: int | None) -> list[list]:

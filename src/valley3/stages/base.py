@@ -15,16 +15,11 @@ from safetensors.torch import load_file
 from torch.distributed.fsdp import FSDPModule
 
 from valley3.compat import attached_trainer, given_hyperparameters, load_dcp_keys
+from valley3.data.batch import Batch
 from valley3.data.processor import IGNORE_INDEX, VideoSpec
 from valley3.models.omni import OmniModel
 from valley3.policy.prompts import build_processor
 from valley3.stages.sharding import FSDPConfig, gather_records, global_token_mean, shard_model
-
-MODEL_INPUTS = (
-    "input_ids", "attention_mask", "position_ids", "pixel_values", "image_owner",
-    "audio_features", "audio_lengths", "audio_owner", "video_pixels", "video_frames", "video_owner",
-    "video_timestamps", "sample_ids", "cu_seqlens",
-)
 
 
 def masked_loss(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -135,21 +130,25 @@ class OmniStage(L.LightningModule):
             datamodule.connect(self.processor, self.max_len)
 
     # -- steps -----------------------------------------------------------------------------------
-    def model_step(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+    def model_step(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """Loss (mean over the batch's supervised tokens) and the number of those tokens."""
         total, count = self._loss_sum(batch)
         return total / count.clamp(min=1), count
 
-    def _loss_sum(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
-        logits = self.model(**{k: batch[k] for k in MODEL_INPUTS if k in batch})
-        return masked_loss(logits, batch["labels"])
+    def _loss_sum(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        return masked_loss(self.logits(batch), batch.labels)
 
-    def _log_skipped(self, batch: dict[str, Any], split: str) -> None:
-        self.log(f"{split}/skipped", batch["skipped"].float(), on_step=False, on_epoch=True, reduce_fx="sum", batch_size=1)
+    def logits(self, batch: Batch) -> torch.Tensor:
+        """The model's logits [B, L, vocab] over a training batch."""
+        return self.model(batch.input_ids, batch.attention_mask, batch.position_ids, batch.cu_seqlens, batch.media,
+                          batch.sample_ids)
 
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
+    def _log_skipped(self, batch: Batch, split: str) -> None:
+        self.log(f"{split}/skipped", batch.skipped.float(), on_step=False, on_epoch=True, reduce_fx="sum", batch_size=1)
+
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor | None:
         self._log_skipped(batch, "train")
-        if "input_ids" not in batch:  # every sample of this batch was skipped
+        if batch.empty:  # every sample of this batch was skipped
             if self.trainer.world_size == 1:
                 return None
             # The other ranks wait for this one's gradients (and, under FSDP, its all-gathers): it runs a one-token
@@ -158,8 +157,8 @@ class OmniStage(L.LightningModule):
         total, count = self._loss_sum(batch)
         # The objective is the token mean over every rank's batch together (see `global_token_mean`).
         loss, global_mean = global_token_mean(total, count, self.trainer.world_size)
-        n = batch["input_ids"].shape[0]
-        self.tokens_seen += int(batch["attention_mask"].sum())
+        n = batch.input_ids.shape[0]
+        self.tokens_seen += int(batch.attention_mask.sum())
         self.log("train/loss", global_mean, prog_bar=True, batch_size=n)
         self.log("train/supervised_tokens", count.float(), reduce_fx="sum", batch_size=n)
         if self._start_time is None:
@@ -169,40 +168,39 @@ class OmniStage(L.LightningModule):
             self.log("train/tokens_per_s", self.tokens_seen / max(elapsed, 1e-9), batch_size=n)
         return loss
 
-    def _empty_batch(self) -> dict[str, torch.Tensor]:
+    def _empty_batch(self) -> Batch:
         ids = torch.full((1, 1), self.processor.pad_id, device=self.device)
-        return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": torch.full_like(ids, IGNORE_INDEX)}
+        return Batch(torch.tensor(0), input_ids=ids, attention_mask=torch.ones_like(ids),
+                     labels=torch.full_like(ids, IGNORE_INDEX))
 
-    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
         self._log_skipped(batch, "val")
-        if "input_ids" in batch:
+        if not batch.empty:
             loss, _ = self.model_step(batch)
-            self.log("val/loss", loss, prog_bar=True, batch_size=batch["input_ids"].shape[0], sync_dist=True)
+            self.log("val/loss", loss, prog_bar=True, batch_size=batch.input_ids.shape[0], sync_dist=True)
 
-    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        if "input_ids" in batch:
+    def test_step(self, batch: Batch, batch_idx: int) -> None:
+        if not batch.empty:
             loss, _ = self.model_step(batch)
-            self.log("test/loss", loss, batch_size=batch["input_ids"].shape[0], sync_dist=True)
+            self.log("test/loss", loss, batch_size=batch.input_ids.shape[0], sync_dist=True)
 
-    def generate_text(self, batch: dict[str, Any], **kwargs: Any) -> list[str]:
+    def generate_text(self, batch: Batch, **kwargs: Any) -> list[str]:
         """Answers for a left-padded generation batch, decoded up to the end of the turn."""
-        inputs = {k: batch[k] for k in MODEL_INPUTS if k in batch and k != "position_ids"}
         kwargs.setdefault("max_new_tokens", self.hparams.max_new_tokens)
-        out = self.model.generate(
-            eos_token_id=self.processor.eos_id, pad_token_id=self.processor.pad_id, **inputs, **kwargs
-        )
+        out = self.model.generate(batch.input_ids, batch.attention_mask, media=batch.media, sample_ids=batch.sample_ids,
+                                  eos_token_id=self.processor.eos_id, pad_token_id=self.processor.pad_id, **kwargs)
         return [self.processor.decode(row) for row in out]
 
-    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> list[dict[str, str | None]]:
+    def predict_step(self, batch: Batch, batch_idx: int) -> list[dict[str, str | None]]:
         """One record per sample: its id, its prompt (the last user turn), the generated answer (`output`) and the
         held-out reference if any. `valley3 predict` prints them and writes them to `predictions.jsonl`."""
-        if "input_ids" not in batch:
+        if batch.empty:
             return []
-        n = len(batch["sample_ids"])
-        references, prompts = batch.get("references") or [None] * n, batch.get("prompts") or [None] * n
+        n = len(batch.sample_ids)
+        references, prompts = batch.references or [None] * n, batch.prompts or [None] * n
         records = [
             {"id": i, "prompt": q, "output": p, "reference": r}
-            for i, q, p, r in zip(batch["sample_ids"], prompts, self.generate_text(batch), references)
+            for i, q, p, r in zip(batch.sample_ids, prompts, self.generate_text(batch), references)
         ]
         self._predictions += records
         return records

@@ -8,6 +8,7 @@ from typing import Any
 
 from torch import nn
 
+from valley3.data.batch import EvalBatch
 from valley3.eval.benchmarks import Benchmark
 from valley3.eval.datamodule import BenchmarkDataModule
 from valley3.eval.report import ResultRow, attach_counts, markdown, write_results
@@ -79,17 +80,17 @@ class EvalStage(OmniStage):
             for metric in metrics.values():
                 metric.reset()
 
-    def test_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
+    def test_step(self, batch: EvalBatch, batch_idx: int, dataloader_idx: int = 0) -> None:
         position = dataloader_idx
         benchmark = self.benchmarks[position]
         items = benchmark.items
-        for index, reason in batch["eval_skipped"]:
+        for index, reason in batch.eval_skipped:
             self._records.append((position, index, benchmark.record(items[index], None, skipped=reason)))
-        if "input_ids" not in batch:
+        if batch.empty:
             return
         budget = benchmark.max_new_tokens or self.hparams.max_new_tokens
         preds = self.generate_text(batch, max_new_tokens=budget)
-        rows = [(index, pred) for index, real, pred in zip(batch["eval_index"], batch["eval_real"], preds) if real]
+        rows = [(index, pred) for index, real, pred in zip(batch.eval_index, batch.eval_real, preds) if real]
         if rows:  # one scoring per output feeds both the metrics and predictions.jsonl
             metrics = self.benchmark_metrics[benchmark.name]
             lines = benchmark.evaluate(metrics, [items[i] for i, _ in rows], [p for _, p in rows])

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from valley3.compat import given_hyperparameters
+from valley3.data.batch import PromptBatch
 from valley3.models.omni import OmniModel
 from valley3.policy import Policy
 from valley3.rewards.base import Reward, WeightedRewards
@@ -90,15 +91,14 @@ class GRPOStage(OmniStage):
     def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
         # Prompt records stay as they are (the policy moves what it builds from them); Lightning would walk into
         # their frozen dataclasses.
-        if isinstance(batch, dict) and "prompts" in batch:
-            rest = {k: v for k, v in batch.items() if k != "prompts"}
-            return super().transfer_batch_to_device(rest, device, dataloader_idx) | {"prompts": batch["prompts"]}
+        if isinstance(batch, PromptBatch):
+            return PromptBatch(batch.prompts, batch.skipped.to(device))
         return super().transfer_batch_to_device(batch, device, dataloader_idx)
 
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any] | None:
+    def training_step(self, batch: PromptBatch, batch_idx: int) -> dict[str, Any] | None:
         start, hp = time.perf_counter(), self.hparams
         self._log_skipped(batch, "train")
-        rollout = collect(self.policy, self.rewards, batch["prompts"], self.rollout_step, hp.seed, self.sampling,
+        rollout = collect(self.policy, self.rewards, batch.prompts, self.rollout_step, hp.seed, self.sampling,
                           hp.prompts_per_step, hp.dynamic_sampling, hp.zero_spread_tol, hp.max_rounds,
                           sample=self.sample_groups)
         step = self.rollout_step

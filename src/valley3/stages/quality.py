@@ -27,7 +27,7 @@ from valley3.data.formats import read_samples
 from valley3.data.media import MediaError
 from valley3.data.processor import IGNORE_INDEX, SampleError
 from valley3.data.schema import Sample, Turn
-from valley3.stages.base import MODEL_INPUTS, OmniStage
+from valley3.stages.base import OmniStage
 from valley3.stages.reject_sample import load_stage
 
 
@@ -52,8 +52,8 @@ def answer_losses(stage: OmniStage, samples: Sequence[Sample], batch_size: int =
         if not chunk:
             continue
         batch = move_data_to_device(pad([example for _, example in chunk]), device)
-        logits = stage.model(**{k: batch[k] for k in MODEL_INPUTS if k in batch})
-        targets = batch["labels"][:, 1:]
+        logits = stage.logits(batch)
+        targets = batch.labels[:, 1:]
         token = F.cross_entropy(logits[:, :-1].transpose(1, 2).float(), targets, ignore_index=IGNORE_INDEX,
                                 reduction="none")
         counts = (targets != IGNORE_INDEX).sum(dim=1)

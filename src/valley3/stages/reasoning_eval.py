@@ -9,6 +9,7 @@ from typing import Any
 
 from torch import nn
 
+from valley3.data.batch import EvalBatch
 from valley3.eval.effort_report import SettingResult, markdown, write_reasoning_report
 from valley3.eval.report import OVERALL, attach_counts, write_results
 from valley3.models.omni import OmniModel
@@ -89,15 +90,15 @@ class ReasoningEvalStage(EvalStage):
                 for metric in metrics.values():
                     metric.reset()
 
-    def test_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
+    def test_step(self, batch: EvalBatch, batch_idx: int, dataloader_idx: int = 0) -> None:
         benchmark = self.benchmarks[dataloader_idx]
         for k in range(len(self.settings)):
-            for index, reason in batch["eval_skipped"]:
+            for index, reason in batch.eval_skipped:
                 self._records.append((k, dataloader_idx, index, benchmark.record(benchmark.items[index], None,
                                                                                    skipped=reason)))
-        if "input_ids" not in batch:
+        if batch.empty:
             return
-        items = [benchmark.items[i] for i in batch["eval_index"]]
+        items = [benchmark.items[i] for i in batch.eval_index]
         policy = Policy(self.model, self.processor)
         budget = benchmark.max_new_tokens or self.hparams.max_new_tokens
         for k, setting in enumerate(self.settings):
@@ -105,13 +106,13 @@ class ReasoningEvalStage(EvalStage):
                        for it in items]
             forcing = BudgetForcing(setting.cap, self.extend, self.wait, self.hparams.max_new_tokens, budget)
             answers = forcing(policy, prompts, temperature=self.temperature, seed=batch_idx)
-            real = [(it, a) for it, a, r in zip(items, answers, batch["eval_real"]) if r]
+            real = [(it, a) for it, a, r in zip(items, answers, batch.eval_real) if r]
             if not real:
                 continue
             # One scoring per output feeds both the metrics and the predictions file (Benchmark.evaluate).
             lines = benchmark.evaluate(self.setting_metrics[f"s{k}"][benchmark.name], [it for it, _ in real],
                                        [a.answer for _, a in real])
-            indices = [i for i, r in zip(batch["eval_index"], batch["eval_real"]) if r]
+            indices = [i for i, r in zip(batch.eval_index, batch.eval_real) if r]
             for (it, a), index, line in zip(real, indices, lines):
                 extra = {"thinking_tokens": a.thinking_tokens, "thinking_format": a.parsed.error or "ok",
                          "one_block": a.parsed.one_block, "capped": a.capped, "output": a.text}

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import torch
 from torch.utils.data import DataLoader
 
+from valley3.data.batch import PromptBatch
 from valley3.data.datamodules.base import BaseDataModule, SampleDataset, _resume
 from valley3.data.mixture import MixtureSampler
 from valley3.data.sampler import ResumableLoader
@@ -22,10 +22,10 @@ class PromptDataset(SampleDataset):
         return None if super().__getitem__(index) is None else self.samples[index]
 
 
-def collate_prompts(items: Sequence[Sample | None]) -> dict[str, Any]:
-    """{"prompts": the usable Samples, in order, "skipped": how many were not}."""
+def collate_prompts(items: Sequence[Sample | None]) -> PromptBatch:
+    """The usable Samples, in order, and how many were not."""
     prompts = [s for s in items if s is not None]
-    return {"prompts": prompts, "skipped": torch.tensor(len(items) - len(prompts))}
+    return PromptBatch(prompts, torch.tensor(len(items) - len(prompts)))
 
 
 class PromptDataModule(BaseDataModule):
