@@ -20,7 +20,7 @@ ABOUT = """\
 
 Writes a synthetic catalog (random boxes and ellipses per image, English + Chinese titles), builds an index with
 the tiny random SigLIP (`valley3 search build`'s default encoder), then:
-- build time, split into catalog-independent parts: embedding the images, the faiss and BM25 indexes;
+- build time: embedding every image, the faiss and BM25 indexes, the index files (writing the catalog is timed apart);
 - query latency of `SearchEngine.search` for each mode on --queries random items (one query at a time, after
   warm-up): i2i with the item's image file (load + encode + exact search), t2t / t2i / hybrid with its title;
 - image->image self-retrieval: the share of ALL items whose own image file, encoded again through the query path

@@ -70,6 +70,9 @@ def trajectories(registry, engine) -> dict[str, Sample]:
             "<thinking>First the photo.</thinking>\n" + call("image_search", image=1),
             "<thinking>Now by name.</thinking>\n" + call("text_search", query=other["title"]),
             f"Found {other['id']}."]),
+        # Text after the call: only the stop at </tool_call> keeps it out of the rollout.
+        "stop": scripted(registry, "stop", "<image>Is this one in stock?", image, [
+            call("image_search", image=1) + "\nWaiting for the search.", "Yes."]),
         "errors": scripted(registry, "errors", "Try the broken tools.", [], [
             '<tool_call>\n{"name": "text_search", "arguments": {"query": "mug"}\n</tool_call>',
             call("price_lookup", id="s1"), call("wait", seconds=5), "Sorry."]),

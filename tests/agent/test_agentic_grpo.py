@@ -72,6 +72,14 @@ def test_the_stage_trains_on_trajectories_and_logs_tool_use(trained, trajectorie
                              rollout={"max_turns": 4}, sampling={"group_size": 2, "max_new_tokens": 64},
                              reward_weights=[1.0, 0.5], default_lr=1e-3, warmup_steps=0, max_len=None)
     before = [p.detach().clone() for p in stage.model.parameters()]
+    scored, batch_logps = [], stage._batch_logps
+
+    def recording(policy, chunk, temperature):  # the real method; the test keeps what it scored
+        lp = batch_logps(policy, chunk, temperature)
+        scored.append((chunk, lp.mask.detach().clone()))
+        return lp
+
+    stage._batch_logps = recording
     module = PromptDataModule(train=str(data), batch_size=2)
     trainer = L.Trainer(accelerator="cpu", max_steps=2, logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, log_every_n_steps=1)
@@ -81,4 +89,11 @@ def test_the_stage_trains_on_trajectories_and_logs_tool_use(trained, trajectorie
                 "reward/format", "reward_mean"):
         assert f"train/{key}" in logged, key
     assert 0 < logged["train/tool_calls_per_sample"] and logged["train/turns_mean"] >= 1
+    # What the stage's policy loss covers: each trajectory's model tokens, never its tool responses.
+    tool_tokens = 0
+    for chunk, mask in scored:
+        for row, (t, _, loss_mask, _) in enumerate(chunk):
+            assert all(m <= k for m, k in zip(loss_mask, t.loss_mask)) and mask[row].sum() == sum(loss_mask)
+            tool_tokens += t.loss_mask.count(0) * any(loss_mask)
+    assert scored and tool_tokens > 0
     assert any(not torch.equal(a, b) for a, b in zip(before, stage.model.parameters()))

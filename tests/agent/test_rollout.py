@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from valley3.agent.rollout import CALL_LIMIT, TOKEN_LIMIT, TURN_LIMIT, AgentRollout
@@ -10,6 +12,7 @@ from valley3.agent.search.server import SearchClient, serving
 from valley3.agent.search.tools import search_tools
 from valley3.agent.tools import MALFORMED, TIMEOUT, UNKNOWN_TOOL, ToolRegistry
 from valley3.data.processor import IGNORE_INDEX
+from valley3.data.templates import render_tool_call
 
 from .conftest import prompt_of, tiny_vision_model
 
@@ -60,6 +63,17 @@ def test_rollout_ids_equal_the_template_rendering(trained, trajectories, registr
     assert t.answer == reference.turns[-1].content.split("</thinking>")[-1]
 
 
+def test_generation_stops_at_the_end_of_a_call(trained, trajectories, registry):
+    policy, _ = trained
+    prompt = prompt_of(trajectories["stop"])
+    call = render_tool_call("image_search", {"image": 1})
+    [[free]] = policy.generate([prompt], max_new_tokens=96, temperature=0)  # without the stop the model goes on
+    assert free.text == call + "\nWaiting for the search."
+    [[t]] = AgentRollout(registry, max_new_tokens=96, temperature=0)(policy, [prompt])
+    assert t.sample.turns[2].content == call and t.sample.turns[3].role == "tool"  # cut right after </tool_call>
+    assert t.tool_calls >= 1 and "Waiting" not in t.text
+
+
 def test_failed_calls_answer_with_the_documented_messages(trained, trajectories, registry):
     from valley3.rewards.agentic import format_score
 
@@ -71,6 +85,10 @@ def test_failed_calls_answer_with_the_documented_messages(trained, trajectories,
     assert t.errors == ["malformed", "unknown_tool", "timeout"] and t.messages == messages and t.failed_calls == 3
     assert [x.content for x in t.sample.turns if x.role == "tool"] == messages
     assert t.finish == "answer" and t.answer == "Sorry." and format_score(t) == 0.0
+    # Each failure alone zeroes the format reward of this otherwise well-formed answer.
+    assert format_score(dataclasses.replace(t, errors=[])) == 1.0
+    for kind in t.errors:
+        assert format_score(dataclasses.replace(t, errors=[kind])) == 0.0, kind
 
 
 def test_turn_call_and_token_limits(trained, trajectories, registry):

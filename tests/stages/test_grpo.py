@@ -56,7 +56,7 @@ def test_a_step_logs_every_metric_to_tensorboard(tmp_path):
     tags = set(EventAccumulator(logger.log_dir).Reload().Tags()["scalars"])
     want = {"reward_mean", "reward_std", "reward/token_share", "reward/format", "zero_spread_share", "clip_ratio_low",
             "clip_ratio_high", "entropy", "completion_len_mean", "completion_len_max", "truncated_share", "tokens",
-            "step_time_s", "loss", "groups_kept", "groups_dropped", "skipped"}
+            "step_time_s", "loss", "groups_kept", "groups_dropped", "skipped", "sampled_reward_mean"}
     assert {f"train/{t}" for t in want} <= tags, sorted(tags)
     assert "train/kl" not in tags
     assert stage.rollout_step == 2
@@ -93,8 +93,11 @@ def test_dynamic_sampling_drops_zero_spread_groups_and_refills_up_to_the_cap():
                       dynamic_sampling=True, max_rounds=4)
     # Round 1 samples flat0-2 and drops them all; round 2 refills with p0-p2, whose rewards spread.
     assert [g.prompt.id for g in rollout.groups] == ["p0", "p1", "p2"]
-    assert rollout.stats == {"groups_sampled": 6, "zero_spread_share": 0.5, "groups_kept": 3, "groups_dropped": 3,
-                             "rounds": 2, "short_of_target": 0}
+    stats = dict(rollout.stats)
+    sampled = stats.pop("sampled_reward_mean")  # the dropped flat groups (1.0 each) count too
+    assert sampled == pytest.approx((3 * 4 * 1.0 + sum(r for g in rollout.groups for r in g.rewards)) / 24)
+    assert stats == {"groups_sampled": 6, "zero_spread_share": 0.5, "groups_kept": 3, "groups_dropped": 3,
+                     "rounds": 2, "short_of_target": 0}
     capped = collect(policy, rewards, prompts, step=0, seed=0, sampling=sampling, prompts_per_step=3,
                      dynamic_sampling=True, max_rounds=1)
     assert capped.groups == [] and capped.stats["short_of_target"] == 3 and capped.stats["groups_dropped"] == 3

@@ -73,8 +73,6 @@ class Trajectory:
                                    labels=full.labels.new_tensor([IGNORE_INDEX] * len(self.prompt_ids) + labels))
 
 
-
-
 def trajectory_batch(policy: Policy, trajectories: Sequence[Trajectory],
                      loss_masks: Sequence[Sequence[int]] | None = None) -> Batch:
     """A right-padded batch of whole trajectories on the policy's device: prompt + completion ids, labels where the

@@ -100,13 +100,16 @@ def collect(policy, rewards: WeightedRewards, prompts: Sequence[Prompt], step: i
     Without dynamic sampling: the first `prompts_per_step` prompts (default all) make the step's groups. With it
     (DAPO's dynamic sampling, verl's filter_groups): groups whose rewards spread by at most `tol` are dropped, and
     further prompts of the batch are sampled in rounds until `prompts_per_step` groups remain, the batch runs out,
-    or `max_rounds` rounds were drawn. The counts go to `Rollout.stats`. `sample(policy, prompts, first, step, seed,
-    sampling)` draws the groups (default: `policy.generate`; agentic GRPO: tool trajectories).
+    or `max_rounds` rounds were drawn. The counts go to `Rollout.stats`, with the mean reward of every sampled
+    completion (`sampled_reward_mean`: the policy's; the kept groups' mean leans towards groups that spread).
+    `sample(policy, prompts, first, step, seed, sampling)` draws the groups (default: `policy.generate`; agentic
+    GRPO: tool trajectories).
     """
     sample = sample or sample_groups
     target = len(prompts) if prompts_per_step is None else min(prompts_per_step, len(prompts))
     kept: list[Group] = []
     drawn = flat = rounds = 0
+    scored: list[float] = []  # every sampled completion's reward, dropped groups included
     while len(kept) < target and drawn < len(prompts) and rounds < (max_rounds if dynamic_sampling else 1):
         want = target - len(kept)
         indices = list(range(drawn, min(drawn + want, len(prompts))))
@@ -115,11 +118,13 @@ def collect(policy, rewards: WeightedRewards, prompts: Sequence[Prompt], step: i
         groups = _score(rewards, batch, indices, completions, step, sampling.max_new_tokens)
         drawn, rounds = drawn + len(indices), rounds + 1
         for group in groups:
+            scored += group.rewards
             is_flat = bool(zero_spread(torch.tensor(group.rewards, dtype=torch.float64), len(group.rewards), tol)[0])
             flat += is_flat
             if not (dynamic_sampling and is_flat):
                 kept.append(group)
     stats = {"groups_sampled": drawn, "zero_spread_share": flat / max(drawn, 1), "groups_kept": len(kept),
-             "groups_dropped": drawn - len(kept), "rounds": rounds, "short_of_target": target - len(kept)}
+             "groups_dropped": drawn - len(kept), "rounds": rounds, "short_of_target": target - len(kept),
+             "sampled_reward_mean": sum(scored) / max(len(scored), 1)}
     return Rollout(kept, stats)
 
