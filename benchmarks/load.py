@@ -22,8 +22,12 @@ folder first when --data is not given) cut to --warmup + --steps steps with no v
 in a fresh process; a callback times the steps after the warm-up. "Busy" processes are `while True: pass` loops
 in Python, started before the fit and killed after it (each also stops by itself after --busy-limit seconds).
 The runs go alone, 1 busy, 2 busy, and the whole round repeats --rounds times; a run's steps/s is the median
-over rounds. --legacy imports torch before valley3 (so the CLI's thread defaults come too late, as before they
-existed) and loads data in the main process (num_workers: 0), which is how the shipped configs ran before.
+over rounds. --legacy imports torch before valley3 with OMP_NUM_THREADS set to the machine's cores (so OpenMP
+spins, a thread per core, as before the CLI's thread defaults existed), turns the tokenizers' thread pool on and
+loads data in the main process (num_workers: 0), which is how the shipped configs ran before.
+
+The fit's process loads valley3.cli before lightning: lightning loads torch, and the CLI's thread defaults must
+come first (until 2026-11-30 this benchmark loaded lightning first and measured torch's own defaults instead).
 """
 
 BUSY = "import time\nend = time.monotonic() + {limit}\nwhile time.monotonic() < end:\n    pass\n"
@@ -33,6 +37,7 @@ def child(out: str, warmup: int, legacy: bool, argv: list[str]) -> None:
     """One fit in this process, its steps after `warmup` timed by a callback (the parent reads `out`)."""
     if legacy:
         import torch  # noqa: F401  loaded first, as it was before the CLI set thread defaults
+    from valley3.cli import main  # before lightning, which loads torch: the CLI's thread defaults come first
 
     import lightning as L
 
@@ -48,7 +53,6 @@ def child(out: str, warmup: int, legacy: bool, argv: list[str]) -> None:
                 Path(self.out).write_text(json.dumps({"steps": self.steps, "seconds": time.perf_counter() - self.start}))
 
     globals()["StepClock"] = StepClock  # the CLI finds it as __main__.StepClock
-    from valley3.cli import main
 
     clock = {"class_path": "__main__.StepClock", "init_args": {"out": out, "warmup": warmup}}
     main(["fit", *argv, f"--trainer.callbacks=[{json.dumps(clock)}]"])
@@ -76,6 +80,8 @@ def fit(data: Path, scratch: Path, args, busy: int) -> float:
     if args.legacy:
         argv.append("--data.init_args.num_workers=0")
     env = {**os.environ, **dict(kv.split("=", 1) for kv in args.env)}
+    if args.legacy:  # the defaults before the CLI chose any: torch's thread per core, the tokenizers' pool
+        env = {"OMP_NUM_THREADS": str(os.cpu_count()), "TOKENIZERS_PARALLELISM": "true", **env}
     hogs = [subprocess.Popen([sys.executable, "-c", BUSY.format(limit=args.busy_limit)]) for _ in range(busy)]
     try:
         cmd = [sys.executable, __file__, "--child", str(out), "--warmup", str(args.warmup)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from collections.abc import MutableMapping
 from pathlib import Path
 
@@ -128,7 +129,9 @@ def set_thread_env(env: MutableMapping[str, str] | None = None) -> dict[str, str
     OpenMP threads that spin while waiting for each other hold their cores; on a shared machine a descheduled
     thread then stalls the rest at every parallel region, and a step runs 10-30x slower than alone. A passive
     wait policy sleeps instead, and fewer threads leave room for the loader's workers. OpenMP reads these once,
-    when torch loads, so setting them later changes nothing. The fast tokenizers' thread pool (Rust rayon, one
+    when torch loads, so setting them later changes nothing to the wait policy; where torch is already loaded
+    (a script or notebook that imported lightning or torch first) its intra-op thread count is set directly, as
+    a pool of spinning threads costs most (benchmarks/load.py). The fast tokenizers' thread pool (Rust rayon, one
     thread per core) is turned off the same way: its idle threads yield-spin after every call, and beside two
     busy processes on two cores they cost the training process three quarters of its speed (benchmarks/load.py).
 
@@ -143,6 +146,8 @@ def set_thread_env(env: MutableMapping[str, str] | None = None) -> dict[str, str
               "TOKENIZERS_PARALLELISM": "false"}
     added = {k: v for k, v in wanted.items() if not env.get(k)}
     env.update(added)
+    if "OMP_NUM_THREADS" in added and env is os.environ and "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(int(added["OMP_NUM_THREADS"]))
     return added
 
 
