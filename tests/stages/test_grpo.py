@@ -109,6 +109,24 @@ def test_dynamic_sampling_drops_zero_spread_groups_and_refills_up_to_the_cap():
         [[c.token_ids for c in g.completions] for g in plain.groups]  # (seed, step, index) fix the samples
 
 
+def test_rollouts_that_keep_no_group_stop_the_run_after_max_idle_rollouts(tmp_path):
+    # Every group's rewards are equal, so dynamic sampling keeps none and no optimiser step is ever taken:
+    # without the cap max_steps is never reached and the fit samples forever.
+    stage = GRPOStage(_text_model(), rewards=[_Flat()], sampling=SAMPLING, dynamic_sampling=True, max_rounds=1,
+                      max_idle_rollouts=3)
+    with pytest.raises(RuntimeError, match="3 rollouts in a row kept no group"):
+        _fit(stage, _prompts(8, "flat"), tmp_path, steps=2)
+    assert stage.rollout_step == 3 and stage.global_step == 0
+    # A step that keeps a group resets the count: 2 flat batches, 1 that spreads, 2 flat, ... never reaches 3.
+    mixed = _prompts(4, "flat") + _prompts(2, "p") + _prompts(4, "flat") + _prompts(2, "q")
+    stage = GRPOStage(_text_model(), rewards=[_Flat()], sampling=SAMPLING, dynamic_sampling=True, max_rounds=1,
+                      max_idle_rollouts=3)
+    _fit(stage, mixed, tmp_path, steps=2)
+    assert stage.rollout_step == 6 and stage.global_step == 2
+    with pytest.raises(ValueError, match="max_idle_rollouts"):
+        GRPOStage(_text_model(), rewards=[_Flat()], max_idle_rollouts=-1)
+
+
 def _alone(policy, prompt, ids) -> torch.Tensor:
     batch = policy.completion_batch([prompt], [ids])
     with torch.no_grad():

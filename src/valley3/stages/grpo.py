@@ -42,6 +42,9 @@ class GRPOStage(OmniStage):
         dynamic_sampling: drop groups whose rewards spread by at most `zero_spread_tol` and refill (DAPO).
         zero_spread_tol: the spread below which a group counts as equal rewards (it gets advantage exactly 0).
         max_rounds: the cap on sampling rounds per step with dynamic sampling.
+        max_idle_rollouts: rollouts in a row that may keep no group (so take no optimiser step) before the run
+            stops with an error: rewards that never spread would otherwise sample forever, as `max_steps` counts
+            optimiser steps (verl's max_num_gen_batches). 0: no limit.
         scale_rewards: "group" (GRPO), "batch" or "none" (Dr. GRPO).
         loss_aggregation: "token_mean" (DAPO), "sequence_mean" (GRPO paper) or "dr_grpo" (/ max_new_tokens).
         clip_low: epsilon below 1 of the clipped ratio.
@@ -62,6 +65,7 @@ class GRPOStage(OmniStage):
     def __init__(self, model: OmniModel, rewards: list[Reward], reward_weights: list[float] | None = None,
                  sampling: dict[str, Any] | None = None, prompts_per_step: int | None = None,
                  dynamic_sampling: bool = False, zero_spread_tol: float = 1e-6, max_rounds: int = 4,
+                 max_idle_rollouts: int = 64,
                  scale_rewards: str = "group", loss_aggregation: str = "token_mean", clip_low: float = 0.2,
                  clip_high: float | None = None, importance_level: str = "token", beta: float = 0.0,
                  kl_estimator: str = "k3", kl_ratio_correction: bool = False, mask_truncated: bool = False,
@@ -78,6 +82,8 @@ class GRPOStage(OmniStage):
                 raise ValueError(f"{name} must be one of {choices}, got {value!r}")
         if updates_per_rollout < 1 or mini_batches < 1:
             raise ValueError("updates_per_rollout and mini_batches must be at least 1")
+        if max_idle_rollouts < 0:
+            raise ValueError(f"max_idle_rollouts must be 0 (no limit) or more, got {max_idle_rollouts}")
         self.automatic_optimization = False
         self.rewards = WeightedRewards(rewards, reward_weights)
         self.sampling = Sampling(**(sampling or {}))
@@ -86,6 +92,7 @@ class GRPOStage(OmniStage):
         self.ref_model = copy.deepcopy(self.model).requires_grad_(False) if beta > 0 else None
         self.ref_policy = Policy(self.ref_model, self.processor) if beta > 0 else None
         self.rollout_step = 0
+        self.idle_rollouts = 0  # rollouts in a row that kept no group
 
     # -- a step ----------------------------------------------------------------------------------------------
     def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
@@ -114,9 +121,21 @@ class GRPOStage(OmniStage):
             metrics |= self._rollout_metrics(rollout, rewards) | stats
             out |= {"loss": torch.tensor(losses).mean(), "losses": losses, "rewards": rewards.tolist(),
                     "per_reward": {n: [v for g in rollout.groups for v in g.per_reward[n]] for n in self.rewards.names}}
+        self._count_idle(rollout)
+        metrics["train/idle_rollouts"] = self.idle_rollouts
         metrics["train/step_time_s"] = time.perf_counter() - start
         self.log_dict(metrics, on_step=True, on_epoch=False, batch_size=1)
         return out
+
+    def _count_idle(self, rollout: Rollout) -> None:
+        self.idle_rollouts = 0 if rollout.groups else self.idle_rollouts + 1
+        limit = self.hparams.max_idle_rollouts
+        if limit and self.idle_rollouts >= limit:
+            raise RuntimeError(
+                f"GRPO: {self.idle_rollouts} rollouts in a row kept no group (rollout {self.rollout_step}, optimiser "
+                f"step {self.global_step}; last: {rollout.stats}). Every group's rewards were equal, so no step "
+                "could learn: check the rewards on a few completions, filter the prompts (valley3 data zpd), raise "
+                "max_rounds, or raise max_idle_rollouts (0: no limit).")
 
     def sample_groups(self, policy: Policy, prompts: list, first: int, step: int, seed: int,
                       sampling: Sampling) -> list[list[Any]]:
@@ -224,10 +243,11 @@ class GRPOStage(OmniStage):
 
     # -- resume ----------------------------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["grpo"] = {"rollout_step": self.rollout_step}
+        checkpoint["grpo"] = {"rollout_step": self.rollout_step, "idle_rollouts": self.idle_rollouts}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.rollout_step = checkpoint.get("grpo", {}).get("rollout_step", 0)
+        self.idle_rollouts = checkpoint.get("grpo", {}).get("idle_rollouts", 0)
 
 
 def _prompt_id(prompt: Any) -> str:
