@@ -66,3 +66,31 @@ def test_prefix_is_continued_and_not_part_of_the_text(omni_policy, media):
     with torch.no_grad():
         recomputed = omni_policy.logprobs(batch).per_sample(batch)[0]
     assert (torch.tensor(out.logprobs) - recomputed).abs().max() <= 1e-4
+
+
+@pytest.mark.parametrize("temperature", [0.0, 1.0])
+def test_media_placeholders_are_never_sampled_and_logprobs_stay_the_models(policy, media, temperature):
+    # An untrained policy that likes placeholder ids: fed back (log-probs, an agent's next turn), a completion
+    # holding one claims an image or a clip the batch has none of, and the step fails.
+    head = dict(policy.model.named_modules())[next(n for n, _ in policy.model.named_modules() if n.endswith("lm_head"))]
+    banned = list(policy.banned_ids)
+    assert set(banned) == set(policy.processor.token_ids.values())
+
+    def favour_placeholders(module, args, logits):
+        logits = logits.clone()
+        logits[..., banned] += 8.0
+        return logits
+
+    hook = head.register_forward_hook(favour_placeholders)
+    try:
+        group = prompts(media)[:2]
+        out = policy.generate(group, n=2, max_new_tokens=6, temperature=temperature, seed=0)
+        flat = [c for per_prompt in out for c in per_prompt]
+        assert not {t for c in flat for t in c.token_ids} & set(banned)
+        batch = policy.completion_batch([p for p in group for _ in range(2)], [c.token_ids for c in flat], packed=True)
+        with torch.no_grad():
+            recomputed = policy.logprobs(batch, temperature or 1.0).per_sample(batch)
+        for c, ref in zip(flat, recomputed):  # the model's own log-probs, placeholders' mass included
+            assert (torch.tensor(c.logprobs) - ref).abs().max() <= 1e-4
+    finally:
+        hook.remove()

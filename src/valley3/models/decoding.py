@@ -57,6 +57,8 @@ class Sampling:
         generator: the random stream of the draws (None: torch's global one).
         early_banned: more ids masked out before `min_new_tokens` (e.g. a thinking marker where an answer must
             start).
+        banned: ids never drawn (a policy bans its media placeholders: a completion fed back to the model must not
+            claim media it has none of). Log-probs stay the model's own, as recomputing them gives.
     """
 
     max_new_tokens: int = 64
@@ -67,6 +69,7 @@ class Sampling:
     min_new_tokens: int = 0
     generator: torch.Generator | None = None
     early_banned: tuple[int, ...] = ()
+    banned: tuple[int, ...] = ()
 
     def __post_init__(self):
         if self.temperature < 0 or not 0 < self.top_p <= 1 or self.top_k < 0 or self.max_new_tokens < 0:
@@ -83,11 +86,15 @@ class Sampling:
         logits = logits.float()
         if step < self.min_new_tokens and (self.eos_ids or self.early_banned):
             logits[:, list(self.eos_ids + self.early_banned)] = float("-inf")
+        allowed = logits
+        if self.banned:
+            allowed = logits.clone()
+            allowed[:, list(self.banned)] = float("-inf")
         if self.temperature == 0:
-            tokens = logits.argmax(-1)
+            tokens = allowed.argmax(-1)
             return tokens, logits.log_softmax(-1).gather(-1, tokens[:, None]).squeeze(-1)
         scaled = logits / self.temperature
-        filtered = scaled
+        filtered = allowed / self.temperature
         if self.top_k:
             filtered = TopKLogitsWarper(self.top_k)(None, filtered)
         if self.top_p < 1:

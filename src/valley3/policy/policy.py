@@ -47,6 +47,9 @@ class Policy:
         self.model, self.processor = model, processor
         eos = [processor.eos_id, processor.tokenizer.eos_token_id]
         self.eos_ids = tuple(dict.fromkeys(i for i in eos if i is not None))
+        # Never sampled: a placeholder in a completion would claim media the model is then fed with again
+        # (log-probs, the next agent turn) and has none of.
+        self.banned_ids = tuple(sorted(set(processor.token_ids.values())))
 
     @classmethod
     def from_checkpoint(cls, ckpt_path: str | Path, device: str | torch.device = "cpu") -> Policy:
@@ -93,7 +96,7 @@ class Policy:
             seed = int(torch.randint(0, 2**62, ()))
         generator = torch.Generator(self.device).manual_seed(seed)
         sampling = Sampling(max_new_tokens, temperature, top_k, top_p, self.eos_ids, min_new_tokens, generator,
-                            tuple(early_banned))
+                            tuple(early_banned), self.banned_ids)
         texts = [GrowingText(self._decode_text, stop) for _ in range(len(prompts) * n)]
         track = bool(stop) or streamer is not None  # else the text is decoded once at the end
 
