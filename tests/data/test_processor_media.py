@@ -8,6 +8,7 @@ import os
 import lightning as L
 import pytest
 import torch
+from lightning.pytorch.plugins.precision import HalfPrecision
 from PIL import Image
 
 from valley3.data.collate import PadCollator
@@ -118,7 +119,12 @@ def test_video_placeholders_equal_frame_features_and_audio_follows_only_when_the
     assert tok("<|audio_start|>") not in silent.input_ids.tolist()
     batch = PadCollator(processor.pad_id)([clip, silent])
     assert batch.media.video_frames.tolist() == [4, 4] and batch.media.video_owner.tolist() == [0, 1]
-    assert batch.media.video_pixels.shape == (8, 3, 32, 32) and batch.media.video_timestamps.shape == (8,)
+    assert batch.media.video_pixels.shape == (8, 3, 32, 32) and len(batch.media.video_timestamps) == 8
+    # bf16-true casts a batch's float tensors: the pixels go to bf16, the frame times stay exact (2.6 s in bf16 is
+    # 2.59375 s, and its TM-RoPE time id at 25 ids/s would drop from 65 to 64).
+    cast = HalfPrecision("bf16-true").convert_input(batch)
+    assert cast.media.video_pixels.dtype == torch.bfloat16
+    assert cast.media.video_timestamps == batch.media.video_timestamps == pytest.approx([0.3, 1.1, 1.8, 2.6] * 2)
     features, _ = model._encode_pictures(batch.media.video_pixels)
     assert features.shape[0] == _count(batch, model, "video") == 2 * 64
     assert _count(batch, model, "audio") == model.audio_num_tokens(clip.audio_features[0].shape[-1])

@@ -20,15 +20,19 @@ class Media:
     (a row of a padded batch, a sample of `sample_ids` in a packed one).
 
     Images: `pixel_values` (a tiled image gives one item per tile). Videos: every video's frames one after another
-    in `video_pixels`, `video_frames` [V] frames per video, `video_timestamps` [sum frames] seconds. Audio:
+    in `video_pixels`, `video_frames` [V] frames per video, `video_timestamps` (sum frames) seconds. Audio:
     `audio_features` [A, mels, longest] zero-padded, `audio_lengths` [A] frames.
+
+    The frame times are Python floats, not a tensor: a precision plugin (`bf16-true`) or FSDP's input casting
+    turns every floating-point tensor of a batch into bf16, whose 8-bit mantissa moves a frame at 10.04 s to 10.0 s
+    and shifts its TM-RoPE time id.
     """
 
     pixel_values: Pictures | None = None
     image_owner: torch.Tensor | None = None
     video_pixels: Pictures | None = None
     video_frames: torch.Tensor | None = None
-    video_timestamps: torch.Tensor | None = None
+    video_timestamps: tuple[float, ...] | None = None
     video_owner: torch.Tensor | None = None
     audio_features: torch.Tensor | None = None
     audio_lengths: torch.Tensor | None = None

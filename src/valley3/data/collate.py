@@ -29,7 +29,7 @@ def group_media(examples: list[Example]) -> Media:
         media.video_pixels = stack_or_list([frame for _, v, _ in videos for frame in v])
         media.video_frames = torch.tensor([v.shape[0] for _, v, _ in videos], dtype=torch.long)
         media.video_owner = torch.tensor([row for row, _, _ in videos], dtype=torch.long)
-        media.video_timestamps = torch.cat([t for _, _, t in videos])
+        media.video_timestamps = tuple(float(x) for _, _, t in videos for x in t)  # floats: see Media
     audios = [(row, mel) for row, ex in enumerate(examples) for mel in ex.audio_features]
     if audios:
         lengths = [mel.shape[-1] for _, mel in audios]

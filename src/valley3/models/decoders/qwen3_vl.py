@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from typing import Any
@@ -210,7 +211,7 @@ class Qwen3VLDecoder(Decoder):
         pixel_values: Pictures | None = None,
         video_pixels: Pictures | None = None,
         video_frames: torch.Tensor | None = None,
-        video_timestamps: torch.Tensor | None = None,
+        video_timestamps: Sequence[float] | None = None,
         dummy_inputs: bool = False,
         **_: Any,
     ) -> torch.Tensor:
@@ -284,7 +285,10 @@ def _video_segments(grids, timestamps, frames, merge, temporal_patch) -> Iterato
     grid = grids.get("video")
     if grid is None:
         return
-    per_video = timestamps.split(frames.tolist()) if timestamps is not None else [None] * len(grid)
+    per_video: list = [None] * len(grid)
+    if timestamps is not None:  # seconds of every frame, video after video (a tensor or a sequence of floats)
+        ends = itertools.accumulate(frames.tolist())
+        per_video = [[float(x) for x in timestamps[end - n : end]] for n, end in zip(frames.tolist(), ends)]
     for (t, h, w), times in zip(grid.tolist(), per_video):
         steps = [float(x) for x in times[::temporal_patch]] if times is not None else [float(k) for k in range(t)]
         yield Video(t, h // merge, w // merge, timestamps=steps)
