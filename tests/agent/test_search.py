@@ -28,9 +28,10 @@ def test_tokenizer_cuts_chinese_into_bigrams():
 def test_catalog_errors_name_the_line(tmp_path):
     (tmp_path / "a.png").write_bytes(b"")
     good = {"id": "a", "title": "A", "image": "a.png"}
-    cases = [("{oops", "invalid JSON"), (json.dumps({"id": "a", "image": "a.png"}), "needs a non-empty string 'title'"),
+    cases = [("{oops", "not JSON"), ("[1, 2]", "expected a JSON object"),
+             (json.dumps({"id": "a", "image": "a.png"}), "needs a non-empty string 'title'"),
              (json.dumps({**good, "id": "b", "image": "missing.png"}), "missing.png does not exist"),
-             (json.dumps(good), "id 'a' already used on line 1")]
+             (json.dumps(good), "id 'a' already used at .*c.jsonl:1")]
     for line, message in cases:
         path = tmp_path / "c.jsonl"
         path.write_text(json.dumps(good) + "\n" + line + "\n")

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 ROLES = ("system", "user", "assistant", "tool")
@@ -13,6 +16,22 @@ MEDIA_TAGS = {kind: f"<{kind}>" for kind in MEDIA_KINDS}
 
 class SchemaError(ValueError):
     """A sample that does not fit the schema; the message names its file and line."""
+
+
+def read_records(path: str | Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    """("file:line", record) for each non-blank JSONL line; a line that is not a JSON object is a SchemaError."""
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            where = f"{path}:{number}"
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise SchemaError(f"{where}: not JSON ({exc.msg})") from exc
+            if not isinstance(record, dict):
+                raise SchemaError(f"{where}: expected a JSON object")
+            yield where, record
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from typing import Any
 from PIL import Image, ImageDraw
 
 from valley3.data.demo import BRANDS, CATEGORIES, COLOURS, LINES
+from valley3.data.schema import SchemaError, read_records
 
 # The fields a search result's text leaves out: they name or locate the item rather than describe it.
 _NOT_SHOWN = ("id", "title", "image", "text", "split")
@@ -36,25 +37,21 @@ def read_catalog(path: str | os.PathLike) -> list[dict[str, Any]]:
     """
     path = Path(path)
     items, seen = [], {}
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                item = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise CatalogError(f"{where}: invalid JSON ({exc.msg}, column {exc.colno})") from None
-            for key in ("id", "title", "image"):
-                if not isinstance(item.get(key) if isinstance(item, dict) else None, str) or not item[key]:
-                    raise CatalogError(f"{where}: needs a non-empty string {key!r}")
-            if item["id"] in seen:
-                raise CatalogError(f"{where}: id {item['id']!r} already used on line {seen[item['id']]}")
-            seen[item["id"]] = lineno
-            image = Path(item["image"]) if os.path.isabs(item["image"]) else path.parent / item["image"]
-            if not image.is_file():
-                raise CatalogError(f"{where}: image {image} does not exist")
-            items.append({**item, "image": str(image.absolute())})
+    try:
+        records = list(read_records(path))
+    except SchemaError as exc:
+        raise CatalogError(str(exc)) from None
+    for where, item in records:
+        for key in ("id", "title", "image"):
+            if not isinstance(item.get(key), str) or not item[key]:
+                raise CatalogError(f"{where}: needs a non-empty string {key!r}")
+        if item["id"] in seen:
+            raise CatalogError(f"{where}: id {item['id']!r} already used at {seen[item['id']]}")
+        seen[item["id"]] = where
+        image = Path(item["image"]) if os.path.isabs(item["image"]) else path.parent / item["image"]
+        if not image.is_file():
+            raise CatalogError(f"{where}: image {image} does not exist")
+        items.append({**item, "image": str(image.absolute())})
     return items
 
 

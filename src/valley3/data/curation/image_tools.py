@@ -6,7 +6,7 @@ import argparse
 import json
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,26 +16,10 @@ from valley3.data.curation.crops import CropError, enclosing_square
 from valley3.data.curation.dedup import dedup_hashes, phash
 from valley3.data.media import MediaError
 from valley3.data.media.image import load_image
-from valley3.data.schema import SchemaError
+from valley3.data.schema import SchemaError, read_records
 
 # (RGB PIL image) -> regions of interest as (x0, y0, x1, y1); see `detector.load_detector`.
 Detector = Callable[[Any], list[list[float]]]
-
-
-def read_records(path: str | Path) -> Iterator[tuple[str, dict[str, Any]]]:
-    """("file:line", record) for each non-blank JSONL line; a line that is not a JSON object is a SchemaError."""
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{number}"
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise SchemaError(f"{where}: not JSON ({exc.msg})") from exc
-            if not isinstance(record, dict):
-                raise SchemaError(f"{where}: expected a JSON object")
-            yield where, record
 
 
 def _image_path(record: dict[str, Any], where: str, root: Path) -> Path:
