@@ -28,7 +28,7 @@ def test_tokenizer_cuts_chinese_into_bigrams():
 def test_catalog_errors_name_the_line(tmp_path):
     (tmp_path / "a.png").write_bytes(b"")
     good = {"id": "a", "title": "A", "image": "a.png"}
-    cases = [("{oops", "not JSON"), ("[1, 2]", "expected a JSON object"),
+    cases = [("{oops", "invalid JSON"), ("[1, 2]", "expected a JSON object"),
              (json.dumps({"id": "a", "image": "a.png"}), "needs a non-empty string 'title'"),
              (json.dumps({**good, "id": "b", "image": "missing.png"}), "missing.png does not exist"),
              (json.dumps(good), "id 'a' already used at .*c.jsonl:1")]

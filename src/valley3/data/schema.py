@@ -19,8 +19,9 @@ class SchemaError(ValueError):
 
 
 def read_records(path: str | Path) -> Iterator[tuple[str, dict[str, Any]]]:
-    """("file:line", record) for each non-blank JSONL line; a line that is not a JSON object is a SchemaError."""
-    with open(path, encoding="utf-8") as f:
+    """("file:line", record) for each non-blank JSONL line (a byte-order mark is allowed); a line that is not a
+    JSON object is a SchemaError naming it."""
+    with open(path, encoding="utf-8-sig") as f:
         for number, line in enumerate(f, start=1):
             if not line.strip():
                 continue
@@ -28,9 +29,9 @@ def read_records(path: str | Path) -> Iterator[tuple[str, dict[str, Any]]]:
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise SchemaError(f"{where}: not JSON ({exc.msg})") from exc
+                raise SchemaError(f"{where}: invalid JSON ({exc.msg}, column {exc.colno})") from None
             if not isinstance(record, dict):
-                raise SchemaError(f"{where}: expected a JSON object")
+                raise SchemaError(f"{where}: expected a JSON object, got {type(record).__name__}")
             yield where, record
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from abc import ABC, abstractmethod
@@ -14,7 +15,7 @@ from torch import Tensor
 from torchmetrics import Metric
 
 from valley3.data.formats import parse_record
-from valley3.data.schema import MEDIA_TAGS, Sample, SchemaError
+from valley3.data.schema import MEDIA_TAGS, Sample, SchemaError, read_records
 from valley3.eval.benchmarks.scored import SampleScore, Scored
 from valley3.eval.report import OVERALL, SKIPPED, ResultRow
 
@@ -120,16 +121,7 @@ class Benchmark(ABC):
         """Read the JSONL file into items; a bad record raises a SchemaError naming its ``file:line``."""
         path, items = Path(self.path), []
         self._base_dir = Path(self.media_root) if self.media_root else path.absolute().parent
-        with path.open(encoding="utf-8-sig") as f:
-            lines = [(n, line) for n, line in enumerate(f, start=1) if line.strip()]
-        for lineno, line in lines[: self.limit]:
-            source = f"{path}:{lineno}"
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise SchemaError(f"{source}: invalid JSON ({exc.msg}, column {exc.colno})") from None
-            if not isinstance(record, dict):
-                raise SchemaError(f"{source}: expected a JSON object, got {type(record).__name__}")
+        for source, record in itertools.islice(read_records(path), self.limit):
             items += self.build(record, source)
         if not items:
             raise SchemaError(f"{path}: no records")
