@@ -98,12 +98,15 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _run_two_ranks(tmp_path: Path, timeout: float = 240) -> dict:
-    """Both ranks of distributed_worker; a rank still running after `timeout` s is a hang."""
+def _run_two_ranks(tmp_path: Path, timeout: float = 240, module: str = "tests.stages.distributed_worker",
+                   args: list[str] | None = None) -> dict:
+    """Both ranks of `module` (default: distributed_worker with its files in `tmp_path`); a rank still running
+    after `timeout` s is a hang."""
     env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()), "NODE_RANK": "0",
            "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONWARNINGS": "ignore"}
-    args = [sys.executable, "-m", "tests.stages.distributed_worker", str(tmp_path / "batches.pt"),
-            str(tmp_path / "out.json"), str(tmp_path / "ckpt")]
+    if args is None:
+        args = [str(tmp_path / "batches.pt"), str(tmp_path / "out.json"), str(tmp_path / "ckpt")]
+    args = [sys.executable, "-m", module, *args]
     logs = [tmp_path / f"rank{rank}.log" for rank in range(2)]
     procs = [subprocess.Popen(args, cwd=ROOT, env={**env, "LOCAL_RANK": str(rank)}, stdout=log.open("w"),
                               stderr=subprocess.STDOUT) for rank, log in enumerate(logs)]

@@ -94,6 +94,14 @@ class GRPOStage(OmniStage):
         self.rollout_step = 0
         self.idle_rollouts = 0  # rollouts in a row that kept no group
 
+    def configure_model(self) -> None:
+        if self.device_mesh is not None and self.device_mesh.size() > 1:
+            raise ValueError(
+                "GRPO runs on one device or under DDP (strategy: ddp), not FSDP (ModelParallelStrategy): a sharded "
+                "model gathers its weights in every decoding step, and ranks whose completions end at different "
+                "lengths would wait on each other for ever")
+        super().configure_model()
+
     # -- a step ----------------------------------------------------------------------------------------------
     def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
         # Prompt records stay as they are (the policy moves what it builds from them); Lightning would walk into
@@ -114,26 +122,32 @@ class GRPOStage(OmniStage):
         metrics |= {f"train/reward/{k}": float(v) for k, v in self.rewards.stats().items()}
         self.rewards.reset_stats()
         out: dict[str, Any] = {"step": step, "prompt_ids": [_prompt_id(g.prompt) for g in rollout.groups]}
-        if rollout.groups:
+        # Every rank optimises when any rank kept a group (each backward is an all-reduce under DDP).
+        kept_anywhere = self._across_ranks([len(rollout.groups)], "max")[0] > 0
+        if kept_anywhere:
             rewards = torch.tensor([r for g in rollout.groups for r in g.rewards])
-            advantages = group_advantages(rewards, self.sampling.group_size, hp.scale_rewards, tol=hp.zero_spread_tol)
+            advantages = (group_advantages(rewards, self.sampling.group_size, hp.scale_rewards, tol=hp.zero_spread_tol)
+                          if rollout.groups else rewards)
             losses, stats = self._optimise(rollout, advantages)
-            metrics |= self._rollout_metrics(rollout, rewards) | stats
-            out |= {"loss": torch.tensor(losses).mean(), "losses": losses, "rewards": rewards.tolist(),
+            metrics |= stats
+            out |= {"loss": torch.tensor(losses).mean(), "losses": losses}
+        if rollout.groups:
+            metrics |= self._rollout_metrics(rollout, rewards)
+            out |= {"rewards": rewards.tolist(),
                     "per_reward": {n: [v for g in rollout.groups for v in g.per_reward[n]] for n in self.rewards.names}}
-        self._count_idle(rollout)
+        self._count_idle(kept_anywhere)
         metrics["train/idle_rollouts"] = self.idle_rollouts
         metrics["train/step_time_s"] = time.perf_counter() - start
         self.log_dict(metrics, on_step=True, on_epoch=False, batch_size=1)
         return out
 
-    def _count_idle(self, rollout: Rollout) -> None:
-        self.idle_rollouts = 0 if rollout.groups else self.idle_rollouts + 1
+    def _count_idle(self, kept: bool) -> None:
+        self.idle_rollouts = 0 if kept else self.idle_rollouts + 1
         limit = self.hparams.max_idle_rollouts
         if limit and self.idle_rollouts >= limit:
             raise RuntimeError(
                 f"GRPO: {self.idle_rollouts} rollouts in a row kept no group (rollout {self.rollout_step}, optimiser "
-                f"step {self.global_step}; last: {rollout.stats}). Every group's rewards were equal, so no step "
+                f"step {self.global_step}). Every group's rewards were equal, so no step "
                 "could learn: check the rewards on a few completions, filter the prompts (valley3 data zpd), raise "
                 "max_rounds, or raise max_idle_rollouts (0: no limit).")
 
@@ -175,9 +189,32 @@ class GRPOStage(OmniStage):
                 k += 1
         return items, unusable
 
-    def _chunks(self, items: list, parts: int) -> list[list]:
-        size = -(-len(items) // parts)
-        return [items[i : i + size] for i in range(0, len(items), size)]
+    @staticmethod
+    def _split(items: list, parts: int) -> list[list]:
+        """`items` in order as `parts` lists of ceil(len / parts) (the last ones shorter or empty)."""
+        size = max(1, -(-len(items) // parts))
+        return [items[k * size : (k + 1) * size] for k in range(parts)]
+
+    def _layout(self, items: list) -> list[list[list]]:
+        """[mini-batch][micro-batch] -> items: `mini_batches` mini-batches, each cut in micro-batches."""
+        hp = self.hparams
+        return [[m[k : k + (hp.micro_batch_size or len(m))] for k in range(0, len(m), hp.micro_batch_size or len(m) or 1)]
+                for m in self._split(items, hp.mini_batches)]
+
+    def _across_ranks(self, values: list[float], op: str) -> list[float]:
+        """`values` summed ("sum") or maxed ("max") over the ranks, element-wise; as they are on one process."""
+        if self.trainer.world_size == 1:
+            return values
+        import torch.distributed as dist
+
+        t = torch.tensor(values, dtype=torch.float64, device=self.device)
+        dist.all_reduce(t, op=dist.ReduceOp.SUM if op == "sum" else dist.ReduceOp.MAX)
+        return t.tolist()
+
+    def _zero_loss(self) -> torch.Tensor:
+        """0 x every trainable weight: a backward that gives each a zero gradient, for a rank with fewer
+        micro-batches than another (under DDP each backward is an all-reduce that every rank must join)."""
+        return sum(p.sum() for p in self.model.parameters() if p.requires_grad) * 0.0
 
     def _batch_logps(self, policy: Policy, chunk: list, temperature: float):
         batch = policy.completion_batch([i[0] for i in chunk], [i[1] for i in chunk], [i[2] for i in chunk])
@@ -200,16 +237,24 @@ class GRPOStage(OmniStage):
     def _optimise(self, rollout: Rollout, advantages: torch.Tensor) -> tuple[list[float], dict[str, float]]:
         hp, optimizer, scheduler = self.hparams, self.optimizers(), self.lr_schedulers()
         items, unusable = self._items(rollout, advantages)
-        minis = self._chunks(items, hp.mini_batches)
-        chunks = [self._chunks(m, -(-len(m) // (hp.micro_batch_size or len(m)))) for m in minis]
+        chunks = self._layout(items)
         old, ref = self._reference(chunks)
+        # The loss is the mean over every rank's mini-batch together: global token and sequence counts, the rank's
+        # loss x world size (DDP averages gradients); a rank short of micro-batches joins with zero gradients.
+        world = self.trainer.world_size
+        counts = self._across_ranks([len(micros) for micros in chunks], "max")
+        sizes = self._across_ranks([float(sum(sum(item[2]) for micro in micros for item in micro)) for micros in chunks]
+                                   + [float(sum(map(len, micros))) for micros in chunks], "sum")
         losses, sums = [], defaultdict(float)
         for _ in range(hp.updates_per_rollout):
             for i, micros in enumerate(chunks):
+                if not counts[i]:
+                    continue
                 optimizer.zero_grad()
-                tokens = sum(sum(item[2]) for micro in micros for item in micro)
-                sequences = sum(len(micro) for micro in micros)
+                tokens, sequences = sizes[i], sizes[len(chunks) + i]
                 total = 0.0
+                for _pad in range(len(micros), int(counts[i])):
+                    self.manual_backward(self._zero_loss())
                 for j, micro in enumerate(micros):
                     lp = self._batch_logps(self.policy, micro, self.sampling.temperature)
                     mask = lp.mask.float()
@@ -220,7 +265,7 @@ class GRPOStage(OmniStage):
                         aggregation=hp.loss_aggregation, max_length=self.sampling.max_new_tokens,
                         ref_logps=ref.get((i, j)), beta=hp.beta, kl_estimator=hp.kl_estimator,
                         kl_ratio_correction=hp.kl_ratio_correction, num_tokens=tokens, num_sequences=sequences)
-                    self.manual_backward(result.loss)
+                    self.manual_backward(result.loss * world)
                     total += result.loss.item()
                     n = float(mask.sum())
                     sums["tokens"] += n
@@ -233,8 +278,9 @@ class GRPOStage(OmniStage):
                 optimizer.step()
                 scheduler.step()
                 losses.append(total)
+        losses = self._across_ranks(losses, "sum")  # each rank's part of the global mini-batch loss
         n = max(sums["tokens"], 1.0)
-        stats = {"train/loss": sum(losses) / len(losses), "train/entropy": sums["entropy"] / n,
+        stats = {"train/loss": sum(losses) / max(len(losses), 1), "train/entropy": sums["entropy"] / n,
                  "train/unusable_completions": float(unusable),
                  "train/clip_ratio_low": sums["clip_low"] / n, "train/clip_ratio_high": sums["clip_high"] / n}
         if self.ref_model is not None:
