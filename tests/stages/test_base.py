@@ -43,3 +43,27 @@ def test_init_from_a_file_with_no_matching_tensor_is_an_error(tmp_path):
     save_file({"encoder.layer.0.weight": torch.zeros(2, 2)}, path)
     with pytest.raises(ValueError, match="none of its 1 tensors matches"):
         OmniStage(tiny_omni(), init_from=str(path))
+
+
+def test_val_and_test_loss_are_the_token_mean_over_the_whole_epoch():
+    # Two batches of different sizes and supervised token counts: a mean of batch means (weighted by rows, as
+    # Lightning's default is) differs from the mean over every supervised token of the epoch.
+    from valley3.data.collate import PadCollator
+    from valley3.data.schema import Sample, Turn
+
+    stage = OmniStage(tiny_omni())
+    sample = lambda i, answer: Sample(f"s{i}", [Turn("user", f"Question {i}?"), Turn("assistant", answer)])
+    collate = PadCollator(stage.processor.pad_id)
+    batches = [collate([stage.processor(sample(0, "Red."))]),
+               collate([stage.processor(sample(1, "A long answer with many more tokens in it than the other.")),
+                        stage.processor(sample(2, "Blue box, tall."))])]
+    with torch.no_grad():
+        sums = [stage._loss_sum(b) for b in batches]
+    token_mean = float(sum(t for t, _ in sums) / sum(c for _, c in sums))
+    row_mean = float(sum(t / c * b.input_ids.shape[0] for (t, c), b in zip(sums, batches)) / 3)
+    assert abs(token_mean - row_mean) > 1e-3  # the two definitions really differ on these batches
+    trainer = L.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False)
+    loader = torch.utils.data.DataLoader(batches, batch_size=None)
+    assert trainer.validate(stage, loader, verbose=False)[0]["val/loss"] == pytest.approx(token_mean, rel=1e-5)
+    assert trainer.test(stage, loader, verbose=False)[0]["test/loss"] == pytest.approx(token_mean, rel=1e-5)
+    assert trainer.validate(stage, loader, verbose=False)[0]["val/loss"] == pytest.approx(token_mean, rel=1e-5)  # reset

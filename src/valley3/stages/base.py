@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_info
 from safetensors.torch import load_file
 from torch.distributed.fsdp import FSDPModule
+from torchmetrics import MeanMetric
 
 from valley3.compat import attached_trainer, given_hyperparameters, load_dcp_keys
 from valley3.data.batch import Batch
@@ -95,6 +96,9 @@ class OmniStage(L.LightningModule):
         if init_from:
             self.load_weights(init_from)
         self.tokens_seen = 0  # non-padding tokens trained on by this process (the pipeline's summary reads it)
+        # val/test loss: the token mean over the whole epoch on every rank (each batch weighted by its supervised
+        # tokens), not a mean of batch means or of per-rank means.
+        self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
         self._start_time: float | None = None
         self._predictions: list[dict[str, str | None]] = []  # this rank's `predict_step` records
 
@@ -175,14 +179,18 @@ class OmniStage(L.LightningModule):
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         self._log_skipped(batch, "val")
-        if not batch.empty:
-            loss, _ = self.model_step(batch)
-            self.log("val/loss", loss, prog_bar=True, batch_size=batch.input_ids.shape[0], sync_dist=True)
+        self._log_token_mean(batch, self.val_loss, "val/loss", prog_bar=True)
 
     def test_step(self, batch: Batch, batch_idx: int) -> None:
-        if not batch.empty:
-            loss, _ = self.model_step(batch)
-            self.log("test/loss", loss, batch_size=batch.input_ids.shape[0], sync_dist=True)
+        self._log_token_mean(batch, self.test_loss, "test/loss")
+
+    def _log_token_mean(self, batch: Batch, metric: MeanMetric, name: str, **kwargs: Any) -> None:
+        if batch.empty:
+            return
+        total, count = self._loss_sum(batch)
+        if count > 0:
+            metric.update(total.detach() / count, count)
+        self.log(name, metric, on_step=False, on_epoch=True, **kwargs)
 
     def generate_text(self, batch: Batch, **kwargs: Any) -> list[str]:
         """Answers for a left-padded generation batch, decoded up to the end of the turn."""
