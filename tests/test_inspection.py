@@ -150,3 +150,41 @@ def test_a_stage_config_is_a_clear_error(capsys):
     with pytest.raises(SystemExit, match=r"s0_audio_align\.yaml: a stage config \(valley3\.stages\.AudioAlignStage\) "
                                          r"without a model"):
         main(["--config", str(ROOT / "configs/stage/s0_audio_align.yaml")])
+
+
+def test_components_given_by_local_checkpoint_folders_are_built_from_their_configs_without_weights(tmp_path):
+    # A user points `path:` at a downloaded checkpoint (Qwen3-VL-8B, SigLIP); transformers refuses from_pretrained on
+    # the meta device, so inspect used to fail with its "anti-pattern" error instead of printing the table.
+    import yaml
+    from transformers import AutoTokenizer
+
+    from valley3.assets import tiny_tokenizer_dir
+    from valley3.models.decoders import HFDecoder, Qwen3VLDecoder
+    from valley3.models.vision import SigLIPEncoder
+
+    parts = {"decoder": HFDecoder("tiny-qwen3"), "vision": SigLIPEncoder("tiny-siglip"),
+             "qwen3_vl": Qwen3VLDecoder("tiny-qwen3-vl")}
+    for name, part in parts.items():
+        part.model.save_pretrained(tmp_path / name)
+    AutoTokenizer.from_pretrained(tiny_tokenizer_dir()).save_pretrained(tmp_path / "decoder")
+    composed = {"class_path": "valley3.models.OmniModel", "init_args": {
+        "decoder": {"class_path": "valley3.models.decoders.HFDecoder", "init_args": {"path": str(tmp_path / "decoder")}},
+        "vision": {"class_path": "valley3.models.vision.SigLIPEncoder", "init_args": {"path": str(tmp_path / "vision")}},
+        "vision_connector": {"class_path": "valley3.models.connectors.MLPConnector"}}}
+    qwen = {"class_path": "valley3.models.decoders.Qwen3VLDecoder", "init_args": {"path": str(tmp_path / "qwen3_vl")}}
+    for spec, expected in [(composed, {"decoder": parts["decoder"], "vision": parts["vision"]}),
+                           (qwen, {"qwen3_vl": parts["qwen3_vl"]})]:
+        config = tmp_path / "model.yaml"
+        config.write_text(yaml.safe_dump(spec))
+        module, _, _ = load(config)
+        assert all(p.is_meta for p in module.parameters())  # shapes only: no weights read
+        built = {name: part for name, part in module.named_children()} if "decoder" in expected else {"qwen3_vl": module}
+        for name, part in expected.items():
+            assert sum(p.numel() for p in built[name].parameters()) == sum(p.numel() for p in part.parameters())
+
+
+def test_a_path_that_is_not_a_local_folder_is_refused_before_any_download(tmp_path):
+    from valley3.models.decoders import HFDecoder
+
+    with pytest.raises(FileNotFoundError, match="Qwen/Qwen3-8B: not a local checkpoint folder"):
+        HFDecoder(path="Qwen/Qwen3-8B")  # a hub repo id: transformers would download it

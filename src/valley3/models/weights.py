@@ -1,8 +1,10 @@
-"""Reading one tower's weights out of a whole-model checkpoint folder (safetensors shards only)."""
+"""Reading weights: one tower's out of a whole-model checkpoint folder (safetensors shards only), and transformers
+models from local folders (`load_pretrained`, which builds shapes only on the meta device)."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors import safe_open
@@ -23,3 +25,41 @@ def tower_state(path: str | Path, prefixes: tuple[str, ...]) -> dict[str, torch.
                 if prefix is not None:
                     state[key[len(prefix) :]] = f.get_tensor(key)
     return state
+
+
+def on_meta() -> bool:
+    """True where new tensors land on the meta device (`valley3 inspect` builds models there: shapes, no data)."""
+    return torch.empty(0).device.type == "meta"
+
+
+def local_folder(path: str | Path) -> Path:
+    """`path` as a checkpoint folder on this machine; anything else (a hub repo id, a typo) is an error here, before
+    transformers would try to download it."""
+    if not Path(path).is_dir():
+        raise FileNotFoundError(f"{path}: not a local checkpoint folder (valley3 reads weights from local folders "
+                                "only and downloads nothing: fetch the checkpoint first and give its folder)")
+    return Path(path)
+
+
+def load_pretrained(model_class: Any, path: str | Path, **kwargs: Any) -> Any:
+    """`model_class.from_pretrained(path, **kwargs)` from a local folder only; on the meta device the same model
+    from the folder's config alone (transformers refuses to load weights there, and reading them would only cost
+    time).
+
+    Args:
+        model_class: a transformers model class, or an Auto class (AutoModelForCausalLM).
+        path: a local checkpoint folder.
+        **kwargs: `from_pretrained` keywords that also build a model (attn_implementation, dtype).
+    """
+    path = local_folder(path)
+    if not on_meta():
+        return model_class.from_pretrained(path, local_files_only=True, **kwargs)
+    if hasattr(model_class, "from_config"):  # an Auto class
+        from transformers import AutoConfig
+
+        return model_class.from_config(AutoConfig.from_pretrained(path, local_files_only=True), **kwargs)
+    from valley3.compat import build_from_config
+
+    config = model_class.config_class.from_pretrained(path, local_files_only=True)
+    return build_from_config(model_class, config, **kwargs)
+

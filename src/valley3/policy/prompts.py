@@ -15,6 +15,7 @@ from valley3.data.processor import IGNORE_INDEX, AudioSpec, Example, ImageSpec, 
 from valley3.data.schema import Sample
 from valley3.data.templates import ChatTemplate, SpecialTokens
 from valley3.models.omni import OmniModel
+from valley3.models.weights import local_folder
 
 Prompt = Sample | dict[str, Any]
 
@@ -33,7 +34,7 @@ def build_processor(
         max_tiles: a sample's single image is cut into up to this many tiles (plus a thumbnail); 1 = no tiling.
         video: how videos are sampled (default `VideoSpec()`).
     """
-    tokenizer = AutoTokenizer.from_pretrained(model.decoder.tokenizer_path)
+    tokenizer = AutoTokenizer.from_pretrained(local_folder(model.decoder.tokenizer_path), local_files_only=True)
     tokens = SpecialTokens(**{kind: tok for kind, tok in model.media_tokens.items()})
     image = audio = None
     if model.vision is not None:

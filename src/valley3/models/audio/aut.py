@@ -13,7 +13,7 @@ from transformers.models.qwen3_omni_moe.modeling_qwen3_omni_moe import Qwen3Omni
 from valley3.compat import aut_output_lengths
 from valley3.models.audio.base import AudioEncoder
 from valley3.models.presets import AUDIO, resolve
-from valley3.models.weights import tower_state
+from valley3.models.weights import load_pretrained, local_folder, on_meta, tower_state
 from valley3.models.init_args import records_init_args
 
 _TOWER_PREFIX = "thinker.audio_tower."  # where a full Qwen3-Omni checkpoint keeps the encoder
@@ -79,10 +79,12 @@ class AuTEncoder(AudioEncoder):
 
 def _load(path: str) -> Qwen3OmniMoeAudioEncoder:
     """The encoder from a local folder: a full Qwen3-Omni checkpoint (only the audio tower is read) or the encoder."""
-    cfg = AutoConfig.from_pretrained(path)
+    cfg = AutoConfig.from_pretrained(local_folder(path), local_files_only=True)
     if cfg.model_type != "qwen3_omni_moe":
-        return Qwen3OmniMoeAudioEncoder.from_pretrained(path)
+        return load_pretrained(Qwen3OmniMoeAudioEncoder, path)
     model = Qwen3OmniMoeAudioEncoder(cfg.thinker_config.audio_config)
+    if on_meta():  # shapes only (valley3 inspect): the tower's weights are not read
+        return model
     state = tower_state(path, (_TOWER_PREFIX,))
     model.load_state_dict(state)  # strict: a missing weight is an error, not a random init
     return model

@@ -13,6 +13,7 @@ from transformers.models.whisper.modeling_whisper import WhisperEncoder as _HFWh
 from valley3.models.audio.base import AudioEncoder
 from valley3.models.presets import AUDIO, resolve
 from valley3.models.init_args import records_init_args
+from valley3.models.weights import load_pretrained
 
 
 @records_init_args
@@ -39,7 +40,7 @@ class WhisperEncoder(AudioEncoder):
     ):
         super().__init__()
         if path is not None:
-            self.model = WhisperModel.from_pretrained(path).get_encoder()
+            self.model = load_pretrained(WhisperModel, path).get_encoder()
         else:
             self.model = _HFWhisperEncoder(WhisperConfig(**resolve(AUDIO, preset, config)))
         cfg = self.model.config

@@ -13,6 +13,7 @@ from valley3.models.decoders.base import Decoder
 from valley3.models.decoding import DecodeState
 from valley3.models.init_args import records_init_args
 from valley3.models.presets import DECODERS, resolve
+from valley3.models.weights import load_pretrained
 
 
 @records_init_args
@@ -44,9 +45,8 @@ class HFDecoder(Decoder):
         register_backends()
         attn_implementation = resolve_backend(attn_implementation)
         if path is not None:
-            self.model = AutoModelForCausalLM.from_pretrained(
-                path, attn_implementation=attn_implementation, dtype=torch_dtype
-            )
+            self.model = load_pretrained(AutoModelForCausalLM, path, attn_implementation=attn_implementation,
+                                         dtype=torch_dtype)
         else:
             kwargs = resolve(DECODERS, preset, config)
             cfg = AutoConfig.for_model(kwargs.pop("model_type"), **kwargs)

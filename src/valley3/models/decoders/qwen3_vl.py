@@ -22,6 +22,7 @@ from valley3.models.positions import (
 )
 from valley3.models.presets import DECODERS, resolve
 from valley3.models.init_args import records_init_args
+from valley3.models.weights import load_pretrained
 
 Pictures = torch.Tensor | Sequence[torch.Tensor]
 
@@ -68,9 +69,8 @@ class Qwen3VLDecoder(Decoder):
         # The ViT runs its own per-image varlen attention; valley3's packed-LM backend is for the text model only.
         attn = {"text_config": backend, "vision_config": "sdpa" if backend == SDPA_VARLEN else backend, "": backend}
         if path is not None:
-            self.model = Qwen3VLForConditionalGeneration.from_pretrained(
-                path, attn_implementation=attn, dtype=getattr(torch, dtype)
-            )
+            self.model = load_pretrained(Qwen3VLForConditionalGeneration, path, attn_implementation=attn,
+                                         dtype=getattr(torch, dtype))
         else:
             kwargs = resolve(DECODERS, preset, config)
             if kwargs.pop("model_type", "qwen3_vl") != "qwen3_vl":

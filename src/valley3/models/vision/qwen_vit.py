@@ -12,7 +12,7 @@ from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
 
 from valley3.models.presets import VISION, resolve
 from valley3.models.vision.base import VisionEncoder
-from valley3.models.weights import tower_state
+from valley3.models.weights import load_pretrained, local_folder, on_meta, tower_state
 from valley3.models.init_args import records_init_args
 
 _VISUAL_PREFIXES = ("model.visual.", "visual.")  # where a full Qwen2.5-VL checkpoint keeps the tower
@@ -94,10 +94,12 @@ class QwenViTEncoder(VisionEncoder):
 
 def _load(path: str) -> Qwen2_5_VisionTransformerPretrainedModel:
     """The vision tower from a local folder: a full Qwen2.5-VL checkpoint (only `visual.*` is read) or the tower."""
-    cfg = AutoConfig.from_pretrained(path)
+    cfg = AutoConfig.from_pretrained(local_folder(path), local_files_only=True)
     if cfg.model_type != "qwen2_5_vl":
-        return Qwen2_5_VisionTransformerPretrainedModel.from_pretrained(path)
+        return load_pretrained(Qwen2_5_VisionTransformerPretrainedModel, path)
     model = Qwen2_5_VisionTransformerPretrainedModel(cfg.vision_config)
+    if on_meta():  # shapes only (valley3 inspect): the tower's weights are not read
+        return model
     state = tower_state(path, _VISUAL_PREFIXES)
     model.load_state_dict(state)  # strict: a missing tower weight is an error, not a random init
     return model

@@ -11,6 +11,7 @@ from transformers import SiglipVisionConfig, SiglipVisionModel
 from valley3.models.presets import VISION, resolve
 from valley3.models.vision.base import VisionEncoder
 from valley3.models.init_args import records_init_args
+from valley3.models.weights import load_pretrained
 
 
 @records_init_args
@@ -36,7 +37,7 @@ class SigLIPEncoder(VisionEncoder):
     ):
         super().__init__()
         if path is not None:
-            self.model = SiglipVisionModel.from_pretrained(path)
+            self.model = load_pretrained(SiglipVisionModel, path)
         else:
             kwargs = resolve(VISION, preset, config)
             kwargs.setdefault("vision_use_head", False)  # the pooled head is unused by a VLM

@@ -11,6 +11,7 @@ from transformers import Siglip2VisionConfig, Siglip2VisionModel
 from valley3.models.presets import VISION, resolve
 from valley3.models.vision.base import VisionEncoder
 from valley3.models.init_args import records_init_args
+from valley3.models.weights import load_pretrained
 
 
 @records_init_args
@@ -44,7 +45,7 @@ class SigLIP2Encoder(VisionEncoder):
     ):
         super().__init__()
         if path is not None:
-            self.model = Siglip2VisionModel.from_pretrained(path)
+            self.model = load_pretrained(Siglip2VisionModel, path)
         else:
             kwargs = resolve(VISION, preset, config)
             kwargs.setdefault("vision_use_head", False)  # the pooled head is unused by a VLM
