@@ -167,18 +167,19 @@ def test_components_given_by_local_checkpoint_folders_are_built_from_their_confi
     for name, part in parts.items():
         part.model.save_pretrained(tmp_path / name)
     AutoTokenizer.from_pretrained(tiny_tokenizer_dir()).save_pretrained(tmp_path / "decoder")
+    at = lambda class_path, folder: {"class_path": class_path, "init_args": {"path": str(tmp_path / folder)}}
     composed = {"class_path": "valley3.models.OmniModel", "init_args": {
-        "decoder": {"class_path": "valley3.models.decoders.HFDecoder", "init_args": {"path": str(tmp_path / "decoder")}},
-        "vision": {"class_path": "valley3.models.vision.SigLIPEncoder", "init_args": {"path": str(tmp_path / "vision")}},
+        "decoder": at("valley3.models.decoders.HFDecoder", "decoder"),
+        "vision": at("valley3.models.vision.SigLIPEncoder", "vision"),
         "vision_connector": {"class_path": "valley3.models.connectors.MLPConnector"}}}
-    qwen = {"class_path": "valley3.models.decoders.Qwen3VLDecoder", "init_args": {"path": str(tmp_path / "qwen3_vl")}}
+    qwen = at("valley3.models.decoders.Qwen3VLDecoder", "qwen3_vl")
     for spec, expected in [(composed, {"decoder": parts["decoder"], "vision": parts["vision"]}),
                            (qwen, {"qwen3_vl": parts["qwen3_vl"]})]:
         config = tmp_path / "model.yaml"
         config.write_text(yaml.safe_dump(spec))
         module, _, _ = load(config)
         assert all(p.is_meta for p in module.parameters())  # shapes only: no weights read
-        built = {name: part for name, part in module.named_children()} if "decoder" in expected else {"qwen3_vl": module}
+        built = dict(module.named_children()) if "decoder" in expected else {"qwen3_vl": module}
         for name, part in expected.items():
             assert sum(p.numel() for p in built[name].parameters()) == sum(p.numel() for p in part.parameters())
 

@@ -197,9 +197,11 @@ class GRPOStage(OmniStage):
 
     def _layout(self, items: list) -> list[list[list]]:
         """[mini-batch][micro-batch] -> items: `mini_batches` mini-batches, each cut in micro-batches."""
-        hp = self.hparams
-        return [[m[k : k + (hp.micro_batch_size or len(m))] for k in range(0, len(m), hp.micro_batch_size or len(m) or 1)]
-                for m in self._split(items, hp.mini_batches)]
+        layout = []
+        for mini in self._split(items, self.hparams.mini_batches):
+            size = self.hparams.micro_batch_size or max(len(mini), 1)
+            layout.append([mini[k : k + size] for k in range(0, len(mini), size)])
+        return layout
 
     def _across_ranks(self, values: list[float], op: str) -> list[float]:
         """`values` summed ("sum") or maxed ("max") over the ranks, element-wise; as they are on one process."""
