@@ -143,3 +143,25 @@ def test_ranks_with_different_modalities_train_like_one_process(media, tmp_path)
     with torch.no_grad():
         loss, _ = OmniStage(tiny_omni(seed=2), init_from=str(tmp_path / "ckpt/epoch=0-step=2.ckpt")).model_step(joint[0])
     assert float(loss) == pytest.approx(out["fsdp"][2], abs=1e-4)
+
+
+def test_fsdp_ranks_with_and_without_video_call_the_vision_tower_alike_and_train_like_one_process(media, tmp_path):
+    # A composed model used to encode a batch's images and its video frames in two tower calls: under FSDP each
+    # call all-gathers the tower, so a rank with a video waited for ever on a rank without one.
+    from tests.data.test_video import _write
+
+    stage = OmniStage(tiny_omni(), video={"num_frames": 4})
+    clip = _write(tmp_path / "clip.mp4", audio=False)
+    video = Sample("clip", [Turn("user", "<video>What happens?"), Turn("assistant", "Colours change.")],
+                   [MediaRef("video", clip)])
+    collate = PadCollator(stage.processor.pad_id)
+    batch = lambda samples: collate([stage.processor(s) for s in samples])
+    red, blue = _image("red", media["red"], "Red."), _image("blue", media["blue"], "A tall blue box.")
+    ranks = {"rank0": [batch([red, video])], "rank1": [batch([blue])]}
+    assert ranks["rank0"][0].media.has_videos and not ranks["rank1"][0].media.has_videos
+    torch.save(ranks, tmp_path / "batches.pt")
+    run = _run_two_ranks(tmp_path, module="tests.stages.fsdp_media_worker",
+                         args=[str(tmp_path / "batches.pt"), str(tmp_path / "out.json")])
+    reference = fit([batch([red, video, blue])]).losses
+    _wait(run)
+    assert json.loads((tmp_path / "out.json").read_text()) == pytest.approx(reference, abs=1e-4)

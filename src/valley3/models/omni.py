@@ -121,13 +121,19 @@ class OmniModel(nn.Module):
         given = {"audio": media.has_audio}
         if not self.decoder.owns_vision:
             given |= {"image": media.has_images, "video": media.has_videos}
-            if media.has_images:
-                features, per_item = self._encode_pictures(media.pixel_values)
-                embeds = self._scatter(embeds, input_ids, "image", features, per_item, media.image_owner, *where)
-            if media.has_videos:
-                features, per_frame = self._encode_pictures(media.video_pixels)
-                per_video = [sum(n) for n in _split(per_frame, media.video_frames.tolist())]
-                embeds = self._scatter(embeds, input_ids, "video", features, per_video, media.video_owner, *where)
+            if media.has_images or media.has_videos:
+                # Images and video frames in one pass per picture size: under FSDP every rank must call the tower
+                # as often as the others, whichever of the two its batch holds.
+                images = len(media.pixel_values) if media.has_images else 0
+                features, per_picture = self._encode_pictures(_join_pictures(media.pixel_values, media.video_pixels))
+                split = sum(per_picture[:images])
+                if media.has_images:
+                    embeds = self._scatter(embeds, input_ids, "image", features[:split], per_picture[:images],
+                                           media.image_owner, *where)
+                if media.has_videos:
+                    per_video = [sum(n) for n in _split(per_picture[images:], media.video_frames.tolist())]
+                    embeds = self._scatter(embeds, input_ids, "video", features[split:], per_video, media.video_owner,
+                                           *where)
             embeds = self._with_dummy_inputs(embeds, "vision", media.has_images or media.has_videos)
         if media.has_audio:
             features = self.audio_connector(self.audio(media.audio_features, media.audio_lengths))
@@ -279,6 +285,16 @@ class OmniModel(nn.Module):
             if module is not None:
                 classes |= module.block_classes
         return classes
+
+
+def _join_pictures(images: Pictures | None, frames: Pictures | None) -> Pictures:
+    """Images then video frames as one batch: a stacked [N, 3, H, W] when both are stacks of one size, else a list."""
+    parts = [p for p in (images, frames) if p is not None and len(p) > 0]
+    if len(parts) == 1:
+        return parts[0]
+    if all(isinstance(p, torch.Tensor) for p in parts) and parts[0].shape[1:] == parts[1].shape[1:]:
+        return torch.cat(parts)
+    return [picture for p in parts for picture in p]
 
 
 def _split(items: list[int], sizes: list[int]) -> list[list[int]]:
