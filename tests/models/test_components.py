@@ -136,6 +136,22 @@ def test_native_resolution_counts_match_features(connector, size):
     assert qwen.grid(40, 72) == (5, 9) and eagle.grid(32, 32) == ((4, 4), (4, 4))
 
 
+def test_qwen_vit_encodes_a_batch_of_several_sizes_in_one_tower_pass_equal_to_one_pass_per_size():
+    # Under FSDP every rank must call the tower equally often: one pass per batch, whatever its sizes.
+    torch.manual_seed(0)
+    model = OmniModel(HFDecoder("tiny-qwen3"), vision=QwenViTEncoder("tiny-qwen2.5-vit", image_size=32)).eval()
+    pictures = [torch.randn(3, 16, 24), torch.randn(3, 8, 8), torch.randn(3, 16, 24), torch.randn(3, 24, 8)]
+    calls = []
+    hook = model.vision.model.register_forward_hook(lambda *args: calls.append(1))
+    with torch.no_grad():
+        features, per_picture = model._encode_pictures(pictures)
+        assert len(calls) == 1 and per_picture == [6, 1, 6, 3]
+        alone = [model.vision_connector(model.vision(p.unsqueeze(0)), model.vision.grid(*p.shape[-2:]))[0]
+                 for p in pictures]
+    hook.remove()
+    torch.testing.assert_close(features, torch.cat(alone), atol=1e-5, rtol=1e-5)
+
+
 def test_conv_adapter_gives_196_tokens_per_siglip_384_tile_like_valley2():
     adapter = ConvAdapter(8, 16)
     x = torch.randn(2, 27 * 27, 8)

@@ -171,7 +171,8 @@ class OmniModel(nn.Module):
     def _encode_pictures(self, pixels: Pictures) -> tuple[torch.Tensor, list[int]]:
         """Connector outputs of every picture, concatenated in order [sum tokens, width], and tokens per picture.
 
-        Pictures of one size share a forward pass; a native-resolution batch runs one pass per distinct size.
+        Pictures of one size share a forward pass; a native-resolution batch runs one pass per distinct size, or one
+        pass in all when the encoder has `forward_many` (Qwen2.5-ViT).
         """
         if isinstance(pixels, torch.Tensor):
             features = self.vision_connector(self.vision(pixels), self.vision.grid(*pixels.shape[-2:]))
@@ -179,10 +180,18 @@ class OmniModel(nn.Module):
         by_size: dict[tuple[int, int], list[int]] = {}
         for i, picture in enumerate(pixels):
             by_size.setdefault(tuple(picture.shape[-2:]), []).append(i)
+        together = None
+        if len(by_size) > 1 and hasattr(self.vision, "forward_many"):
+            # An encoder that takes mixed sizes in one pass (Qwen2.5-ViT) gets them all at once: one tower call per
+            # batch on every rank, which FSDP's paired all-gathers need.
+            together = self.vision.forward_many(list(pixels))
         out: list[torch.Tensor | None] = [None] * len(pixels)
         for (height, width), indices in by_size.items():
-            group = torch.stack([pixels[i] for i in indices])
-            features = self.vision_connector(self.vision(group), self.vision.grid(height, width))
+            if together is not None:
+                encoded = torch.stack([together[i] for i in indices])
+            else:
+                encoded = self.vision(torch.stack([pixels[i] for i in indices]))
+            features = self.vision_connector(encoded, self.vision.grid(height, width))
             for i, feature in zip(indices, features):
                 out[i] = feature
         return torch.cat(out), [feature.shape[0] for feature in out]

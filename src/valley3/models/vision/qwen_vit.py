@@ -87,6 +87,20 @@ class QwenViTEncoder(VisionEncoder):
         merged = self.model(self._patchify(pixel_values), grid_thw=grid_thw).pooler_output
         return merged.view(b, -1, merged.shape[-1])
 
+    def forward_many(self, pictures: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Pictures [3, H, W] of different sizes in one pass of the tower (its attention stays within each picture,
+        as Qwen2.5-VL batches them): [tokens, D] per picture. One call whatever the sizes, so FSDP ranks whose
+        batches hold different numbers of sizes still all-gather the tower equally often."""
+        for picture in pictures:
+            if picture.shape[-2] % self.factor or picture.shape[-1] % self.factor:
+                raise ValueError(f"QwenViTEncoder needs sides that are multiples of {self.factor}, "
+                                 f"got {picture.shape[-2]}x{picture.shape[-1]}")
+        sides = [(p.shape[-2] // self.patch_size, p.shape[-1] // self.patch_size) for p in pictures]
+        grid_thw = torch.tensor([[1, h, w] for h, w in sides], device=pictures[0].device)
+        patches = torch.cat([self._patchify(p.unsqueeze(0)) for p in pictures])
+        merged = self.model(patches, grid_thw=grid_thw).pooler_output
+        return list(merged.split([h * w // self.merge**2 for h, w in sides]))
+
     @property
     def block_classes(self) -> set[type[nn.Module]]:
         return {type(block) for block in self.model.blocks}
