@@ -39,6 +39,9 @@ def test_from_checkpoint_rebuilds_model_and_processor(tmp_path, media):
     assert not policy.model.training and policy.processor.max_len == 256
     loaded = policy.model.state_dict()
     assert all(torch.equal(loaded[k], v) for k, v in source.state_dict().items())
+    # Built without random init (the checkpoint has every weight), and the decoder's tie restored after.
+    decoder = policy.model.decoder.model
+    assert decoder.lm_head.weight is decoder.model.embed_tokens.weight
     prompt = {"messages": [{"role": "user", "content": "<image>Colour?"}], "images": [media["red"]]}
     assert policy.prompt_ids(prompt) == Policy(source, processor).prompt_ids(prompt)
     ours = policy.generate([prompt], max_new_tokens=4, temperature=0)[0][0]

@@ -19,6 +19,7 @@ from torch import nn
 
 from valley3.models import valley_omni
 from valley3.models.init_args import describe
+from valley3.models.weights import build_without_init
 
 FORMAT_VERSION = 1
 INDEX = "model.safetensors.index.json"
@@ -122,7 +123,7 @@ def load(path: str | os.PathLike, trusted: tuple[str, ...] = ("valley3.",)) -> n
     decoder_cls = getattr(importlib.import_module(module_name), cls_name)
     if any(folder.glob("tokenizer*")) and "tokenizer" in inspect.signature(decoder_cls).parameters:
         decoder.setdefault("init_args", {})["tokenizer"] = str(folder)  # the copy travels with the weights
-    model = _build(spec)
+    model = build_without_init(lambda: _build(spec))  # every weight is read from the folder below
     if meta.get("token_ids"):
         model.bind_tokenizer(meta["token_ids"], meta["vocab_size"])
     else:

@@ -17,6 +17,7 @@ from valley3.data.packing import PackingCollator
 from valley3.data.processor import OmniProcessor, VideoSpec
 from valley3.models.decoding import Sampling, decode
 from valley3.models.omni import OmniModel
+from valley3.models.weights import build_without_init
 from valley3.policy.logprobs import TokenLogProbs, token_logprobs
 from valley3.policy.prompts import Prompt, build_processor, prompt_example, with_completion
 from valley3.policy.text import GrowingText
@@ -195,7 +196,8 @@ def load_model_and_processor(ckpt_path: str | Path) -> tuple[OmniModel, OmniProc
         )
     parser = ArgumentParser(exit_on_error=False)
     parser.add_argument("--model", type=OmniModel)
-    model = parser.instantiate_classes(parser.parse_object({"model": config})).model
+    # Every weight comes from the checkpoint below: no random init first.
+    model = build_without_init(lambda: parser.instantiate_classes(parser.parse_object({"model": config})).model)
     processor = build_processor(model, hparams.get("system_prompt", "You are a helpful assistant."),
                                 hparams.get("max_tiles", 1), VideoSpec(**(hparams.get("video") or {})))
     processor.max_len = hparams.get("max_len")  # a longer prompt is refused, never truncated
