@@ -188,8 +188,7 @@ class OmniStage(L.LightningModule):
         if batch.empty:
             return
         total, count = self._loss_sum(batch)
-        if count > 0:
-            metric.update(total.detach() / count, count)
+        metric.update(total.detach() / count.clamp(min=1), count)  # a batch with nothing supervised weighs 0
         self.log(name, metric, on_step=False, on_epoch=True, **kwargs)
 
     def generate_text(self, batch: Batch, **kwargs: Any) -> list[str]:

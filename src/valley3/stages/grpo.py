@@ -204,14 +204,12 @@ class GRPOStage(OmniStage):
         return layout
 
     def _across_ranks(self, values: list[float], op: str) -> list[float]:
-        """`values` summed ("sum") or maxed ("max") over the ranks, element-wise; as they are on one process."""
+        """`values` summed ("sum") or maxed ("max") over the ranks, element-wise (the strategy's all-reduce; one
+        process returns them as they are)."""
         if self.trainer.world_size == 1:
             return values
-        import torch.distributed as dist
-
-        t = torch.tensor(values, dtype=torch.float64, device=self.device)
-        dist.all_reduce(t, op=dist.ReduceOp.SUM if op == "sum" else dist.ReduceOp.MAX)
-        return t.tolist()
+        return self.trainer.strategy.reduce(torch.tensor(values, dtype=torch.float64, device=self.device),
+                                            reduce_op=op).tolist()
 
     def _zero_loss(self) -> torch.Tensor:
         """0 x every trainable weight: a backward that gives each a zero gradient, for a rank with fewer

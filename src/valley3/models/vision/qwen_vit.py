@@ -80,12 +80,7 @@ class QwenViTEncoder(VisionEncoder):
         return x.reshape(b * (h // p) * (w // p), c * self.temporal * p * p)
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        b, _, h, w = pixel_values.shape
-        if h % self.factor or w % self.factor:
-            raise ValueError(f"QwenViTEncoder needs sides that are multiples of {self.factor}, got {h}x{w}")
-        grid_thw = torch.tensor([[1, h // self.patch_size, w // self.patch_size]] * b, device=pixel_values.device)
-        merged = self.model(self._patchify(pixel_values), grid_thw=grid_thw).pooler_output
-        return merged.view(b, -1, merged.shape[-1])
+        return torch.stack(self.forward_many(list(pixel_values)))
 
     def forward_many(self, pictures: list[torch.Tensor]) -> list[torch.Tensor]:
         """Pictures [3, H, W] of different sizes in one pass of the tower (its attention stays within each picture,
