@@ -93,6 +93,20 @@ def test_a_rerun_after_a_crash_and_a_torn_report_line_processes_only_the_rest(li
     assert again["aspects_kept"] == whole["aspects_kept"]
 
 
+class LineSeparatorCaptions(Scripted):
+    """Captions holding U+2028, which JSON keeps raw (verify writes ensure_ascii=False) and str.splitlines cuts at."""
+
+    def complete(self, requests, max_tokens, temperature):
+        return [c if c is None else c + "\u2028Side view." for c in super().complete(requests, max_tokens, temperature)]
+
+
+def test_a_caption_with_a_unicode_line_separator_survives_the_summary_and_a_resume(listings, tmp_path):
+    first = verify(str(listings), str(tmp_path / "out"), LineSeparatorCaptions(), Scripted(), batch_size=2)
+    again = verify(str(listings), str(tmp_path / "out"), LineSeparatorCaptions(), Scripted(), batch_size=2)
+    assert first["listings"] == again["listings"] == again["resumed_from"] == 5 and again["processed_now"] == 0
+    assert "\u2028" in (tmp_path / "out" / "report.jsonl").read_text(encoding="utf-8")
+
+
 def test_parse_supported_matches_names_case_insensitively_and_ignores_unknown_ones():
     assert parse_supported('Supported: ["color", "BRAND", "Weight"]', ["Color", "Brand"]) == ["Color", "Brand"]
     assert parse_supported("none of them", ["Color"]) is None and parse_supported(None, ["Color"]) is None

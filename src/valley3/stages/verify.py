@@ -20,6 +20,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from valley3.data.schema import read_records
 from valley3.rewards.judge import JudgeBackend
 
 CAPTION_PROMPT = ("Describe the product in this photo for a shopping catalog: what it is, its brand and text you "
@@ -69,10 +70,11 @@ def _done(report: Path, samples: Path) -> set[str]:
     if text and not text.endswith("\n"):
         text = text[: text.rfind("\n") + 1]
         report.write_text(text, encoding="utf-8")
-    done = {json.loads(line)["id"] for line in text.splitlines() if line.strip()}
+    # Lines end at "\n" only: splitlines() would also cut at U+2028/U+2029, which JSON strings hold raw.
+    done = {json.loads(line)["id"] for line in text.split("\n") if line.strip()}
     if samples.is_file():
-        lines = samples.read_text(encoding="utf-8").splitlines(keepends=True)
-        kept = [line for line in lines if line.endswith("\n") and json.loads(line)["id"] in done]
+        whole = samples.read_text(encoding="utf-8").split("\n")[:-1]  # the last part has no "\n": torn or empty
+        kept = [line + "\n" for line in whole if line.strip() and json.loads(line)["id"] in done]
         samples.write_text("".join(kept), encoding="utf-8")
     return done
 
@@ -92,11 +94,10 @@ def verify(data: str, out: str, captioner: JudgeBackend, verifier: JudgeBackend,
     report_path, samples_path = out_dir / "report.jsonl", out_dir / "verified.jsonl"
     done = _done(report_path, samples_path)
     listings = []
-    for number, line in enumerate(Path(data).read_text(encoding="utf-8").splitlines(), start=1):
-        if line.strip():
-            listing = _listing(json.loads(line), f"{data}:{number}", root)
-            if listing[0] not in done:
-                listings.append(listing)
+    for where, record in read_records(data):
+        listing = _listing(record, where, root)
+        if listing[0] not in done:
+            listings.append(listing)
     for i in tqdm(range(0, len(listings), batch_size), desc="verify", unit="batch"):
         batch = listings[i : i + batch_size]
         captions = captioner.complete([_image_message(p, CAPTION_PROMPT) for _, p, _ in batch], max_tokens, 0.0)
@@ -133,7 +134,7 @@ def _write_batch(batch, captions, replies, report_path: Path, samples_path: Path
 
 
 def _summary(report_path: Path, out_dir: Path, resumed: int, ran: int, seconds: float) -> dict[str, Any]:
-    rows = [json.loads(line) for line in report_path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = [record for _, record in read_records(report_path)]
     reasons = Counter(reason for r in rows for reason in r["dropped"].values())
     summary = {"tool": "verify", "listings": len(rows), "resumed_from": resumed, "processed_now": ran,
                "aspects_kept": sum(len(r["kept"]) for r in rows), "aspects_dropped": dict(reasons),
