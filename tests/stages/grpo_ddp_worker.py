@@ -51,6 +51,10 @@ class PerPromptSeeds(GRPOStage):
         vars(self).setdefault("losses", []).append(out.get("losses"))
         return out
 
+    def log_dict(self, metrics: dict[str, Any], *args: Any, **kwargs: Any) -> None:
+        vars(self).setdefault("entropy", []).append(metrics.get("train/entropy"))
+        super().log_dict(metrics, *args, **kwargs)
+
 
 def prompts(ids: list[str]) -> PromptBatch:
     return PromptBatch([Sample(i, [Turn("user", f"Describe item {i}."), Turn("assistant", "red")]) for i in ids],
@@ -77,7 +81,8 @@ def main(out: str) -> None:
         refused = ""
     except ValueError as err:
         refused = str(err)
-    torch.save({"state": stage.model.state_dict(), "losses": stage.losses, "steps": stage.global_step,
+    torch.save({"state": stage.model.state_dict(), "losses": stage.losses, "entropy": stage.entropy,
+                "steps": stage.global_step,
                 "rollouts": stage.rollout_step, "fsdp_refused": refused}, Path(out) / f"rank{rank}.pt")
 
 

@@ -1,8 +1,10 @@
 """GRPO on 2 CPU ranks (DDP): ranks whose dynamic sampling keeps fewer groups, or none, still join every
-all-reduce, and the run trains exactly like one process on both ranks' prompts together; FSDP is refused."""
+all-reduce, and with one mini-batch per rollout the run trains exactly like one process on both ranks' prompts
+together (with several, each rank splits its own completions into the mini-batches); FSDP is refused."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from valley3.models import OmniModel
@@ -29,6 +31,11 @@ def test_grpo_ranks_with_unequal_kept_groups_train_like_one_process(tmp_path):
         for got, want in zip(r["losses"], joint.losses):
             if want is not None:
                 torch.testing.assert_close(torch.tensor(got), torch.tensor(want), atol=1e-5, rtol=0)
+        # So are the other logged numbers, also on rank 0 in rollout 1, where it kept no group of its own.
+        assert [x is None for x in r["entropy"]] == [x is None for x in joint.entropy]
+        for got, want in zip(r["entropy"], joint.entropy):
+            if want is not None:
+                assert got == pytest.approx(want, abs=1e-5)
     torch.manual_seed(0)
     start = OmniModel(HFDecoder("tiny-qwen3")).state_dict()
     assert max((reference[k] - v).abs().max().item() for k, v in start.items()) > 1e-3  # the steps moved weights

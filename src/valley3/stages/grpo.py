@@ -124,8 +124,8 @@ class GRPOStage(OmniStage):
         out: dict[str, Any] = {"step": step, "prompt_ids": [_prompt_id(g.prompt) for g in rollout.groups]}
         # Every rank optimises when any rank kept a group (each backward is an all-reduce under DDP).
         kept_anywhere = self._across_ranks([len(rollout.groups)], "max")[0] > 0
+        rewards = torch.tensor([r for g in rollout.groups for r in g.rewards])
         if kept_anywhere:
-            rewards = torch.tensor([r for g in rollout.groups for r in g.rewards])
             advantages = (group_advantages(rewards, self.sampling.group_size, hp.scale_rewards, tol=hp.zero_spread_tol)
                           if rollout.groups else rewards)
             losses, stats = self._optimise(rollout, advantages)
@@ -278,7 +278,12 @@ class GRPOStage(OmniStage):
                 optimizer.step()
                 scheduler.step()
                 losses.append(total)
-        losses = self._across_ranks(losses, "sum")  # each rank's part of the global mini-batch loss
+        # Every logged number is the whole step's, all ranks together (a rank that kept no group has none of its own).
+        keys = ["tokens", "entropy", "clip_low", "clip_high", "kl", "unusable"]
+        sums["unusable"] = float(unusable)
+        totals = self._across_ranks(losses + [sums[k] for k in keys], "sum")
+        losses, sums = totals[: len(losses)], dict(zip(keys, totals[len(losses) :]))
+        unusable = sums["unusable"]
         n = max(sums["tokens"], 1.0)
         stats = {"train/loss": sum(losses) / max(len(losses), 1), "train/entropy": sums["entropy"] / n,
                  "train/unusable_completions": float(unusable),
