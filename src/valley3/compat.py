@@ -16,6 +16,7 @@ PRIVATE_SYMBOLS = (
     ("torch.distributed.checkpoint.state_dict_loader", "_load_state_dict_from_keys"),
     ("torch.distributed._composable", "checkpoint"),
     ("transformers.models.qwen3_omni_moe.modeling_qwen3_omni_moe", "_get_feat_extract_output_lengths"),
+    ("transformers.initialization", "no_init_weights"),  # public name, undocumented module
 )
 
 
@@ -70,6 +71,14 @@ def build_from_config(model_class: Any, config: Any, **kwargs: Any) -> Any:
     """A transformers model of `model_class` from `config` (a class with no Auto mapping, e.g. Qwen3-VL), with the
     `attn_implementation` / `dtype` keywords `from_pretrained` takes."""
     return model_class._from_config(config, **kwargs)
+
+
+def no_init_weights() -> Any:
+    """transformers' context in which torch's and transformers' init functions do nothing (it also skips
+    `PreTrainedModel.init_weights`, so weights are not tied: re-tie after)."""
+    from transformers.initialization import no_init_weights as skip_init
+
+    return skip_init()
 
 
 def no_split_modules(model: Any) -> set[str]:

@@ -124,7 +124,8 @@ def intra_op_threads(cores: int | None = None) -> int:
 
 
 def set_thread_env(env: MutableMapping[str, str] | None = None) -> dict[str, str]:
-    """Thread defaults for a process that has not loaded torch yet; what the user already set is kept.
+    """Thread defaults, best set before torch loads (after, only torch's thread count still changes); what the
+    user already set is kept.
 
     OpenMP threads that spin while waiting for each other hold their cores; on a shared machine a descheduled
     thread then stalls the rest at every parallel region, and a step runs 10-30x slower than alone. A passive

@@ -137,7 +137,8 @@ def test_native_resolution_counts_match_features(connector, size):
 
 
 def test_qwen_vit_encodes_a_batch_of_several_sizes_in_one_tower_pass_equal_to_one_pass_per_size():
-    # Under FSDP every rank must call the tower equally often: one pass per batch, whatever its sizes.
+    # Under FSDP every rank must call the tower equally often: one pass per batch, whatever its sizes. Each
+    # picture alone is checked against transformers with its own processor layout in test_components_parity.py.
     torch.manual_seed(0)
     model = OmniModel(HFDecoder("tiny-qwen3"), vision=QwenViTEncoder("tiny-qwen2.5-vit", image_size=32)).eval()
     pictures = [torch.randn(3, 16, 24), torch.randn(3, 8, 8), torch.randn(3, 16, 24), torch.randn(3, 24, 8)]

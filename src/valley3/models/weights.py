@@ -72,7 +72,8 @@ def build_without_init(build: Callable[[], torch.nn.Module]) -> torch.nn.Module:
     so every transformers model inside is re-tied after.
     """
     from transformers import PreTrainedModel
-    from transformers.initialization import no_init_weights
+
+    from valley3.compat import no_init_weights
 
     with no_init_weights():
         model = build()

@@ -185,10 +185,11 @@ class OmniStage(L.LightningModule):
         self._log_token_mean(batch, self.test_loss, "test/loss")
 
     def _log_token_mean(self, batch: Batch, metric: MeanMetric, name: str, **kwargs: Any) -> None:
-        if batch.empty:
-            return
-        total, count = self._loss_sum(batch)
-        metric.update(total.detach() / count.clamp(min=1), count)  # a batch with nothing supervised weighs 0
+        if not batch.empty:
+            total, count = self._loss_sum(batch)
+            metric.update(total.detach() / count.clamp(min=1), count)  # a batch with nothing supervised weighs 0
+        # Logged also after an empty batch: under DDP a rank that never logged the metric would leave the others
+        # waiting in its epoch-end sync.
         self.log(name, metric, on_step=False, on_epoch=True, **kwargs)
 
     def generate_text(self, batch: Batch, **kwargs: Any) -> list[str]:

@@ -13,6 +13,7 @@ from transformers import DynamicCache, Qwen3VLConfig, Qwen3VLForConditionalGener
 from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
 
 from valley3.assets import tiny_tokenizer_dir
+from valley3.data.batch import Pictures
 from valley3.compat import build_from_config
 from valley3.models.attention import SDPA_VARLEN, packed_inputs, register_backends, resolve_backend
 from valley3.models.decoders.base import Decoder
@@ -23,8 +24,6 @@ from valley3.models.positions import (
 from valley3.models.presets import DECODERS, resolve
 from valley3.models.init_args import records_init_args
 from valley3.models.weights import load_pretrained
-
-Pictures = torch.Tensor | Sequence[torch.Tensor]
 
 
 @records_init_args
