@@ -43,8 +43,7 @@ def tiny_omni(decoder: str = "tiny-qwen3", seed: int = 0, **kwargs):
 
 def forward(model, batch):
     """The model's logits over every model input a `Batch` carries (as a stage's step runs it)."""
-    return model(batch.input_ids, batch.attention_mask, batch.position_ids, batch.cu_seqlens, batch.media,
-                 batch.sample_ids)
+    return model(**batch.model_inputs())
 
 
 @pytest.fixture

@@ -77,6 +77,11 @@ class Batch:
         """Every sample was skipped: nothing to run."""
         return self.input_ids is None
 
+    def model_inputs(self) -> dict[str, Any]:
+        """The model inputs as `OmniModel.forward`'s keywords: `model(**batch.model_inputs())`."""
+        return {"input_ids": self.input_ids, "attention_mask": self.attention_mask, "position_ids": self.position_ids,
+                "cu_seqlens": self.cu_seqlens, "media": self.media, "sample_ids": self.sample_ids}
+
 
 @dataclass
 class EvalBatch(Batch):

@@ -58,7 +58,8 @@ class Sampling:
         early_banned: more ids masked out before `min_new_tokens` (e.g. a thinking marker where an answer must
             start).
         banned: ids never drawn (a policy bans its media placeholders: a completion fed back to the model must not
-            claim media it has none of). Log-probs stay the model's own, as recomputing them gives.
+            claim media it has none of). Log-probs stay the model's own, as recomputing them gives (GRPO compares
+            the two); the early bans instead renormalise them, as budget forcing's answers are never trained on.
     """
 
     max_new_tokens: int = 64

@@ -158,8 +158,7 @@ class Policy:
     def logprobs(self, batch: Batch, temperature: float = 1.0) -> TokenLogProbs:
         """Per-token log-probs and entropy of the batch's labelled tokens under softmax(logits / temperature), fp32,
         with gradients when grad is enabled (GRPO trains through it). Padded or packed, the values are the same."""
-        logits = self.model(batch.input_ids, batch.attention_mask, batch.position_ids, batch.cu_seqlens, batch.media,
-                            batch.sample_ids)
+        logits = self.model(**batch.model_inputs())
         return token_logprobs(logits, batch.labels, temperature)
 
 

@@ -144,8 +144,7 @@ class OmniStage(L.LightningModule):
 
     def logits(self, batch: Batch) -> torch.Tensor:
         """The model's logits [B, L, vocab] over a training batch."""
-        return self.model(batch.input_ids, batch.attention_mask, batch.position_ids, batch.cu_seqlens, batch.media,
-                          batch.sample_ids)
+        return self.model(**batch.model_inputs())
 
     def _log_skipped(self, batch: Batch, split: str) -> None:
         self.log(f"{split}/skipped", batch.skipped.float(), on_step=False, on_epoch=True, reduce_fx="sum", batch_size=1)
