@@ -26,6 +26,7 @@ from typing import Any
 
 from valley3.data.formats import iter_samples, parse_record
 from valley3.data.schema import MediaRef, Sample, SchemaError
+from valley3.data.summary import write_summary
 
 FORMAT_VERSION = 1
 MANIFEST = "valley3_shards.json"
@@ -91,14 +92,10 @@ def write_shards(files: list[str], out: str, chunk_bytes: str = "64MB", num_work
     manifest = {"format": FORMAT_VERSION, "samples": len(samples), "media_files": sum(len(s.media) for s in samples),
                 "media_bytes": media_bytes, "sources": [str(f) for f in files]}
     (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-    seconds = time.perf_counter() - start
     chunks = {name: len(list((out_dir / name).glob("*.bin"))) for name in ("records", "media")}
     summary = {"tool": "shard", "before": len(samples), "after": len(samples), "skipped": {},
-               "media_files": manifest["media_files"], "media_bytes": media_bytes, "chunks": chunks,
-               "seconds": round(seconds, 3), "items_per_s": round(len(samples) / seconds, 3) if seconds else None,
-               "media_mb_per_s": round(media_bytes / 1e6 / seconds, 3) if seconds else None}
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    return summary
+               "media_files": manifest["media_files"], "media_bytes": media_bytes, "chunks": chunks}
+    return write_summary(out_dir, summary, start, {"media_mb_per_s": media_bytes / 1e6})
 
 
 class ShardStore:

@@ -27,6 +27,7 @@ from valley3.data.formats import read_samples
 from valley3.data.media import MediaError
 from valley3.data.processor import IGNORE_INDEX, SampleError
 from valley3.data.schema import Sample, Turn
+from valley3.data.summary import write_summary
 from valley3.stages.base import OmniStage
 from valley3.stages.reject_sample import load_stage
 
@@ -95,14 +96,11 @@ def score_file(ckpt_path: str | OmniStage, data: str, out: str, field: str = "if
                 continue
             f.write(with_meta(lines[index], {field: round(score, 6)}, f"{data} record {index}") + "\n")
             kept += 1
-    seconds = time.perf_counter() - start
     valid = [s for s in scores if s is not None]
     summary = {"tool": "quality", "data": str(data), "field": field, "before": len(samples), "after": kept,
                "skipped": {"unscorable": len(scores) - len(valid), "above_max_score": above},
-               "mean": round(sum(valid) / len(valid), 6) if valid else None, "seconds": round(seconds, 3),
-               "items_per_s": round(len(samples) / seconds, 2) if seconds else None}
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    return summary
+               "mean": round(sum(valid) / len(valid), 6) if valid else None}
+    return write_summary(out_dir, summary, start)
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:

@@ -17,6 +17,7 @@ from valley3.data.curation.dedup import dedup_hashes, phash
 from valley3.data.media import MediaError
 from valley3.data.media.image import load_image
 from valley3.data.schema import SchemaError, read_records
+from valley3.data.summary import write_summary
 
 # (RGB PIL image) -> regions of interest as (x0, y0, x1, y1); see `detector.load_detector`.
 Detector = Callable[[Any], list[list[float]]]
@@ -63,7 +64,8 @@ def crops(data: str, out: str, detector: Detector | None = None, quality: int = 
             sink.write(json.dumps({**record, "image": str(path.resolve()), "source_image": record["image"],
                                    "crop": list(square)}, ensure_ascii=False) + "\n")
             written += 1
-    return _summary(out_dir, "crops", len(records), written, dict(skipped), start)
+    return write_summary(out_dir, {"tool": "crops", "before": len(records), "after": written,
+                                   "skipped": dict(skipped)}, start)
 
 
 def dedup(data: str, out: str, threshold: int = 4, scope: str = "item", max_per_item: int | None = None) -> dict:
@@ -106,16 +108,8 @@ def dedup(data: str, out: str, threshold: int = 4, scope: str = "item", max_per_
             gone.write(json.dumps({"source": where, **reason, "record": record}, ensure_ascii=False) + "\n")
     removed = {"duplicate": sum(j >= 0 for j in dropped.values()), "over_cap": sum(j < 0 for j in dropped.values())}
     extra = {"scope": scope, "threshold": threshold, "removed": removed, "groups": len(groups)}
-    return _summary(out_dir, "dedup", len(records) + sum(skipped.values()), len(records) - len(dropped),
-                    dict(skipped), start, extra)
-
-
-def _summary(out_dir: Path, tool: str, seen: int, written: int, skipped: dict, start: float, extra=None) -> dict:
-    seconds = time.perf_counter() - start
-    summary = {"tool": tool, "before": seen, "after": written, "skipped": skipped, **(extra or {}),
-               "seconds": round(seconds, 3), "items_per_s": round(seen / seconds, 1) if seconds else None}
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    return summary
+    return write_summary(out_dir, {"tool": "dedup", "before": len(records) + sum(skipped.values()),
+                                   "after": len(records) - len(dropped), "skipped": dict(skipped), **extra}, start)
 
 
 def add_parsers(commands: argparse._SubParsersAction) -> None:
