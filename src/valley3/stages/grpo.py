@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import time
 from collections import defaultdict
 from typing import Any
@@ -107,7 +108,7 @@ class GRPOStage(OmniStage):
         # Prompt records stay as they are (the policy moves what it builds from them); Lightning would walk into
         # their frozen dataclasses.
         if isinstance(batch, PromptBatch):
-            return PromptBatch(batch.prompts, batch.skipped.to(device))
+            return dataclasses.replace(batch, skipped=batch.skipped.to(device))
         return super().transfer_batch_to_device(batch, device, dataloader_idx)
 
     def training_step(self, batch: PromptBatch, batch_idx: int) -> dict[str, Any] | None:
